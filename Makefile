@@ -1,0 +1,40 @@
+# capsa: build, sample bundle, tests.
+#   make run    build release, build the busybox bundle, run a container from it
+#   make test   everything CI checks (needs root)
+
+CARGO    ?= cargo
+BUSYBOX  ?= /bin/busybox
+BUNDLE   := bundles/busybox
+ROOTFS   := $(BUNDLE)/rootfs
+CAPSA    := target/release/capsa
+
+.PHONY: all build release bundle run test unit clean deps
+
+all: release bundle
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# Debian packages the project needs (busybox-static for every rootfs).
+deps:
+	@command -v $(BUSYBOX) >/dev/null 2>&1 && $(BUSYBOX) --list >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; }
+
+bundle: deps $(ROOTFS)/bin/busybox
+
+$(ROOTFS)/bin/busybox: scripts/make-rootfs.sh
+	BUSYBOX=$(BUSYBOX) sh scripts/make-rootfs.sh $(ROOTFS)
+
+run: release bundle
+	$(CAPSA) --root /run/capsa run --bundle $(BUNDLE) capsa-demo-$$$$
+
+test: deps
+	$(CARGO) build --release
+	BUSYBOX=$(BUSYBOX) $(CARGO) test --release -- --test-threads=4
+
+clean:
+	$(CARGO) clean
+	rm -rf $(ROOTFS)

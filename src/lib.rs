@@ -1,0 +1,29 @@
+//! capsa: a runc-compatible OCI container runtime.
+//!
+//! The binary (`src/main.rs`) is only the command line; everything it does
+//! is here, one module per concern.
+
+pub mod capabilities;
+pub mod container;
+pub mod error;
+pub mod features;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod signals;
+pub mod spec;
+pub mod state;
+pub mod sys;
+
+pub use error::{Error, Result};
+
+/// `capsa --version` output, in the line format docker parses.
+pub fn version_text() -> String {
+    format!(
+        "capsa version {}\ncommit: {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("CAPSA_COMMIT").unwrap_or("unknown"),
+        spec::OCI_VERSION
+    )
+}

@@ -1,0 +1,122 @@
+//! Which namespaces a container gets: new ones are created by the clone
+//! (or, for the cgroup namespace, by unshare once the init sits in its
+//! cgroup); ones given by `path` are joined with setns, checked to be of
+//! the type the config says.
+
+use crate::error::{Context, Error, Result};
+use crate::spec::ns_name;
+use nix::fcntl::OFlag;
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub struct Plan {
+    /// Namespaces the clone creates.
+    pub clone_flags: CloneFlags,
+    /// A cgroup namespace to unshare after the init joined its cgroup.
+    pub new_cgroupns: bool,
+    /// Namespaces to join, in the order they must be joined.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// Every namespace type the container has of its own.
+    pub types: Vec<LinuxNamespaceType>,
+}
+
+fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    CloneFlags::from_bits_truncate(t as i32)
+}
+
+fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Network => "net",
+        other => ns_name(other),
+    }
+}
+
+pub fn plan(spec: &Spec) -> Plan {
+    let mut p = Plan {
+        clone_flags: CloneFlags::empty(),
+        new_cgroupns: false,
+        join: Vec::new(),
+        types: Vec::new(),
+    };
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        p.types.push(ns.typ());
+        match ns.path() {
+            Some(path) => p.join.push((ns.typ(), path.clone())),
+            None if ns.typ() == LinuxNamespaceType::Cgroup => p.new_cgroupns = true,
+            None => p.clone_flags |= flag(ns.typ()),
+        }
+    }
+    // The mount namespace changes what later paths mean: join it last.
+    p.join.sort_by_key(|(t, _)| *t == LinuxNamespaceType::Mount);
+    p
+}
+
+impl Plan {
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.types.contains(&t)
+    }
+
+    /// Opens every namespace to join and checks its type.
+    pub fn open(&self) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+        let mut out = Vec::new();
+        for (t, path) in &self.join {
+            let field = format!(
+                "config.json: linux.namespaces ({}) path {}",
+                ns_name(*t),
+                path.display()
+            );
+            let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| field.clone())?;
+            let link = std::fs::read_link(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&fd)
+            ))
+            .ctx(|| field.clone())?;
+            let link = link.to_string_lossy();
+            let want = format!("{}:[", proc_name(*t));
+            if !link.starts_with(&want) {
+                return Err(Error::msg(format!(
+                    "{field}: not a {} namespace (it is {link})",
+                    ns_name(*t)
+                )));
+            }
+            out.push((*t, fd));
+        }
+        Ok(out)
+    }
+
+    /// In the parent, before the clone: a joined PID namespace only applies
+    /// to children created afterwards.
+    pub fn join_pid(&self, fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<()> {
+        for (t, fd) in fds {
+            if *t == LinuxNamespaceType::Pid {
+                setns(fd, CloneFlags::CLONE_NEWPID).ctx(|| "join pid namespace")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// In the init: join the other namespaces, then create the cgroup one.
+    pub fn join_rest(&self, fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<()> {
+        for (t, fd) in fds {
+            if *t != LinuxNamespaceType::Pid {
+                setns(fd, flag(*t)).ctx(|| format!("join {} namespace", ns_name(*t)))?;
+            }
+        }
+        if self.new_cgroupns {
+            unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "create cgroup namespace")?;
+        }
+        Ok(())
+    }
+}

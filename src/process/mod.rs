@@ -1,0 +1,151 @@
+//! Creating a container's init: one clone straight into the new
+//! namespaces (no re-exec of capsa, no intermediate process), a short
+//! handshake with the child over the sync channel, and the state written
+//! before the child is told it may outlive us.
+
+pub mod init;
+pub mod sync;
+
+use crate::error::{Context, Error, Result};
+use crate::namespaces;
+use crate::spec::Bundle;
+use crate::state::{EXEC_SOCKET, Locked, State};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use sync::Msg;
+
+pub struct CreateOptions {
+    pub id: String,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    /// The signal mask to give the init (the caller's, before capsa blocked
+    /// any signals of its own).
+    pub sigmask: SigSet,
+}
+
+/// The exec socket is bound and connected through the state directory's
+/// /proc/self/fd name, which keeps the address short however long --root is.
+pub fn exec_socket_addr(dir: &OwnedFd) -> Result<UnixAddr> {
+    let p = format!("/proc/self/fd/{}/{EXEC_SOCKET}", dir.as_raw_fd());
+    UnixAddr::new(p.as_str()).ctx(|| "exec socket address")
+}
+
+fn exec_listener(locked: &Locked) -> Result<OwnedFd> {
+    let dir = nix::fcntl::open(
+        &locked.dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("open {}", locked.dir.display()))?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "exec socket")?;
+    bind(sock.as_raw_fd(), &exec_socket_addr(&dir)?).ctx(|| "bind exec socket")?;
+    listen(&sock, Backlog::new(1).expect("valid backlog")).ctx(|| "listen on exec socket")?;
+    Ok(sock)
+}
+
+/// Creates the container described by `bundle` in the locked state dir:
+/// on success the init waits for `start` and the state is on disk; on
+/// failure the init is gone (and with it every mount it made).
+pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<State> {
+    let plan = namespaces::plan(&bundle.spec);
+    let ns_fds = plan.open()?;
+    let listener = exec_listener(locked)?;
+    let (parent, child) = sync::pair()?;
+    plan.join_pid(&ns_fds)?;
+
+    let flags = plan.clone_flags.bits();
+    let pid = match crate::sys::clone_into_namespaces(flags).ctx(|| "clone container init")? {
+        None => {
+            drop(parent);
+            init::run(init::Init {
+                id: &opts.id,
+                spec: &bundle.spec,
+                bundle: &bundle.dir,
+                rootfs: &bundle.rootfs,
+                ns: &plan,
+                ns_fds,
+                no_pivot: opts.no_pivot,
+                no_new_keyring: opts.no_new_keyring,
+                preserve_fds: opts.preserve_fds,
+                chan: child,
+                exec_listener: listener,
+                sigmask: opts.sigmask,
+            })
+        }
+        Some(pid) => pid,
+    };
+    drop(child);
+    drop(listener);
+    drop(ns_fds);
+    let result = finish_create(bundle, locked, opts, pid, &parent);
+    if result.is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+    result
+}
+
+fn finish_create(
+    bundle: &Bundle,
+    locked: &Locked,
+    opts: &CreateOptions,
+    pid: Pid,
+    chan: &sync::Channel,
+) -> Result<State> {
+    let gone = "container init exited during setup";
+    chan.send(&Msg::Continue)?;
+    chan.expect(Msg::Ready, gone)?;
+    let (pid_start, _) = crate::sys::proc_stat(pid.as_raw()).ok_or_else(|| Error::msg(gone))?;
+    let state = State {
+        id: opts.id.clone(),
+        pid: pid.as_raw(),
+        pid_start,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        owner: String::new(),
+        annotations: bundle
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        started: false,
+        config: bundle.raw.clone(),
+    };
+    locked.save(&state)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    chan.send(&Msg::Commit)?;
+    Ok(state)
+}
+
+/// Writes the pid file atomically (temporary file + rename), as runc does.
+pub fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).ctx(|| format!("pid file {}", path.display()))?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).ctx(|| format!("write pid file {}", path.display()))
+}

@@ -1,0 +1,451 @@
+//! Loading `config.json` into oci-spec types, validating what capsa relies
+//! on, and writing the default config of `capsa spec`. Errors name the file,
+//! the JSON path of the field and the cause.
+
+use crate::error::{Context, Error, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG: &str = "config.json";
+/// The runtime-spec version capsa implements (what `state` reports).
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// A loaded bundle: its absolute directory, the parsed config and the raw
+/// JSON (kept in the container's state).
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub raw: serde_json::Value,
+    pub rootfs: PathBuf,
+}
+
+/// Reads and validates `DIR/config.json` for creating a container.
+pub fn load_bundle(dir: &Path) -> Result<Bundle> {
+    let dir = std::path::absolute(dir).ctx(|| format!("bundle {}", dir.display()))?;
+    let path = dir.join(CONFIG);
+    let data = std::fs::read(&path).ctx(|| format!("{CONFIG}: open {}", path.display()))?;
+    let raw: serde_json::Value =
+        serde_json::from_slice(&data).map_err(|e| Error::msg(format!("{CONFIG}: {e}")))?;
+    let spec = parse(&raw)?;
+    let rootfs = validate(&spec, &dir)?;
+    Ok(Bundle {
+        dir,
+        spec,
+        raw,
+        rootfs,
+    })
+}
+
+/// Turns JSON into a Spec; a type error names the field's JSON path.
+pub fn parse(raw: &serde_json::Value) -> Result<Spec> {
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            Error::msg(format!("{CONFIG}: {inner}"))
+        } else {
+            Error::msg(format!("{CONFIG}: {path}: {inner}"))
+        }
+    })
+}
+
+fn field_err(field: impl std::fmt::Display, msg: impl std::fmt::Display) -> Error {
+    Error::msg(format!("{CONFIG}: {field}: {msg}"))
+}
+
+/// Checks the parts of a config capsa needs before it does anything with
+/// it; returns the absolute rootfs path.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let v = spec.version();
+    if v.is_empty() {
+        return Err(field_err("ociVersion", "missing"));
+    }
+    if !v.starts_with("1.") {
+        return Err(field_err(
+            "ociVersion",
+            format!("unsupported version {v:?} (capsa supports 1.x)"),
+        ));
+    }
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| field_err("root", "missing"))?;
+    let rootfs = bundle.join(root.path());
+    match std::fs::metadata(&rootfs) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(field_err(
+                "root.path",
+                format!("{} is not a directory", rootfs.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(Err::<(), _>(e)
+                .ctx(|| format!("{CONFIG}: root.path: stat {}", rootfs.display()))
+                .unwrap_err());
+        }
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| field_err("process", "missing (a container needs a process to run)"))?;
+    match process.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err(field_err("process.args", "must name a program to run")),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(field_err(
+            "process.cwd",
+            format!("{:?} is not an absolute path", process.cwd()),
+        ));
+    }
+    if process.terminal() == Some(true) {
+        return Err(field_err(
+            "process.terminal",
+            "terminals are not supported yet; set \"terminal\": false",
+        ));
+    }
+    if let Some(rl) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for (i, r) in rl.iter().enumerate() {
+            if !seen.insert(format!("{:?}", r.typ())) {
+                return Err(field_err(
+                    format!("process.rlimits[{i}].type"),
+                    format!("duplicate {:?}", r.typ()),
+                ));
+            }
+            if r.soft() > r.hard() {
+                return Err(field_err(
+                    format!("process.rlimits[{i}]"),
+                    "soft limit is above the hard limit",
+                ));
+            }
+        }
+    }
+    let linux = spec.linux().as_ref();
+    let mut ns_types = HashSet::new();
+    if let Some(nss) = linux.and_then(|l| l.namespaces().as_ref()) {
+        for (i, ns) in nss.iter().enumerate() {
+            let field = format!("linux.namespaces[{i}]");
+            if !ns_types.insert(ns.typ()) {
+                return Err(field_err(
+                    format!("{field}.type"),
+                    format!("duplicate namespace {:?}", ns_name(ns.typ())),
+                ));
+            }
+            match ns.typ() {
+                LinuxNamespaceType::User => {
+                    return Err(field_err(
+                        format!("{field}.type"),
+                        "user namespaces are not supported yet",
+                    ));
+                }
+                LinuxNamespaceType::Time => {
+                    return Err(field_err(
+                        format!("{field}.type"),
+                        "time namespaces are not supported yet",
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(p) = ns.path() {
+                if !p.is_absolute() {
+                    return Err(field_err(
+                        format!("{field}.path"),
+                        format!("{} is not absolute", p.display()),
+                    ));
+                }
+                std::fs::metadata(p)
+                    .ctx(|| format!("{CONFIG}: {field}.path: stat {}", p.display()))?;
+            }
+        }
+    }
+    let has = |t: LinuxNamespaceType| ns_types.contains(&t);
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(field_err(
+            "hostname",
+            "setting the hostname needs a private UTS namespace",
+        ));
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
+    {
+        return Err(field_err(
+            "domainname",
+            "setting the domainname needs a private UTS namespace",
+        ));
+    }
+    if let Some(mounts) = spec.mounts() {
+        let fs = filesystems();
+        for (i, m) in mounts.iter().enumerate() {
+            let is_bind = m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+            if is_bind {
+                continue;
+            }
+            match m.typ().as_deref() {
+                None | Some("") => {
+                    return Err(field_err(
+                        format!("mounts[{i}].type"),
+                        "missing (and the mount is not a bind mount)",
+                    ));
+                }
+                Some(t) if !fs.contains(t) && !fs.is_empty() => {
+                    return Err(field_err(
+                        format!("mounts[{i}].type"),
+                        format!("unknown filesystem type {t:?}"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(l) = linux {
+        if let Some(sysctl) = l.sysctl() {
+            for key in sysctl.keys() {
+                check_sysctl(key, &has)
+                    .map_err(|m| field_err(format!("linux.sysctl[{key:?}]"), m))?;
+            }
+        }
+        if l.seccomp().is_some() {
+            return Err(field_err("linux.seccomp", "seccomp is not supported yet"));
+        }
+        if let Some(r) = l.resources() {
+            check_resources(r)?;
+        }
+    }
+    Ok(rootfs)
+}
+
+/// cgroup limits are not applied yet: accept only what changes nothing
+/// (runc's default deny-all device rule, which the container's own /dev
+/// already implies), and refuse the rest clearly.
+fn check_resources(r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let mut v = serde_json::to_value(r).map_err(|e| Error::msg(e.to_string()))?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("devices");
+        obj.retain(|_, v| !v.is_null());
+        if let Some(k) = obj.keys().next() {
+            return Err(field_err(
+                format!("linux.resources.{k}"),
+                "cgroup limits are not supported yet",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Only namespaced sysctls may be set, and only when the container has the
+/// namespace that scopes them (otherwise the write would change the host).
+fn check_sysctl(
+    key: &str,
+    has: &dyn Fn(LinuxNamespaceType) -> bool,
+) -> std::result::Result<(), String> {
+    if key.is_empty() || key.contains("..") || key.starts_with(['.', '/']) {
+        return Err("invalid sysctl name".into());
+    }
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        return if has(LinuxNamespaceType::Ipc) {
+            Ok(())
+        } else {
+            Err("needs a private IPC namespace".into())
+        };
+    }
+    if key.starts_with("net.") {
+        return if has(LinuxNamespaceType::Network) {
+            Ok(())
+        } else {
+            Err("needs a private network namespace".into())
+        };
+    }
+    if key == "kernel.hostname" || key == "kernel.domainname" {
+        return if has(LinuxNamespaceType::Uts) {
+            Ok(())
+        } else {
+            Err("needs a private UTS namespace".into())
+        };
+    }
+    Err("not a namespaced sysctl; setting it would change the host".into())
+}
+
+/// Filesystem types the kernel knows (empty if /proc/filesystems is unreadable).
+fn filesystems() -> HashSet<String> {
+    std::fs::read_to_string("/proc/filesystems")
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The default config written by `capsa spec`: runc's defaults.
+pub fn default_spec(rootless: bool) -> serde_json::Value {
+    let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let mut spec = serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm"
+            ],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "capsa",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    });
+    if rootless {
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let linux = &mut spec["linux"];
+        linux["namespaces"] = serde_json::json!([
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+            {"type": "cgroup"}, {"type": "user"}
+        ]);
+        linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        linux.as_object_mut().map(|l| l.remove("resources"));
+        let mounts = spec["mounts"].as_array_mut().expect("mounts is an array");
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        for m in mounts.iter_mut() {
+            if m["destination"] == "/sys" {
+                *m = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+            if m["destination"] == "/dev/pts" {
+                m["options"] = serde_json::json!([
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620"
+                ]);
+            }
+        }
+    }
+    spec
+}
+
+/// Writes the default config into `bundle`, refusing to overwrite one.
+pub fn write_default(bundle: &Path, rootless: bool) -> Result<()> {
+    use std::io::Write;
+    let path = bundle.join(CONFIG);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::msg(format!("File {} exists. Remove it first", path.display()))
+            } else {
+                Err::<(), _>(e)
+                    .ctx(|| format!("create {}", path.display()))
+                    .unwrap_err()
+            }
+        })?;
+    let text = serde_json::to_string_pretty(&default_spec(rootless)).expect("json serializes");
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .ctx(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_parses() {
+        parse(&default_spec(false)).unwrap();
+        parse(&default_spec(true)).unwrap();
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let mut v = default_spec(false);
+        v["linux"]["namespaces"][2]["type"] = "foo".into();
+        let e = parse(&v).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config.json: linux.namespaces[2].type: unknown variant `foo`"),
+            "{e}"
+        );
+        let mut v = default_spec(false);
+        v["process"]["user"]["uid"] = "root".into();
+        let e = parse(&v).unwrap_err().to_string();
+        assert!(e.contains("process.user.uid"), "{e}");
+    }
+
+    #[test]
+    fn sysctl_needs_namespaces() {
+        let all = |_| true;
+        let none = |_| false;
+        assert!(check_sysctl("net.ipv4.ip_forward", &all).is_ok());
+        assert!(check_sysctl("net.ipv4.ip_forward", &none).is_err());
+        assert!(check_sysctl("kernel.shmmax", &all).is_ok());
+        assert!(check_sysctl("vm.swappiness", &all).is_err());
+        assert!(check_sysctl("../x", &all).is_err());
+    }
+}

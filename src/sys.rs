@@ -1,0 +1,185 @@
+//! Thin safe wrappers over the few system calls that neither nix nor std
+//! expose the way capsa needs. Each unsafe block states its invariant.
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Forks the calling process into new namespaces (`clone` without a new
+/// stack, so the child continues on a copy-on-write copy of this stack, the
+/// way `fork` does).
+///
+/// Returns `Some(child pid)` in the parent and `None` in the child.
+///
+/// Safety of the call: capsa is single-threaded when it clones (no thread
+/// is ever spawned before), so the child inherits no lock held by another
+/// thread and may keep using the allocator and std as after `fork`.
+pub fn clone_into_namespaces(ns_flags: libc::c_int) -> Result<Option<Pid>, Errno> {
+    let flags = (ns_flags | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: raw clone with a null stack pointer behaves like fork; see the
+    // single-thread invariant above. No pointers are passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0usize,
+        )
+    };
+    match r {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// Marks every fd from `first` up as close-on-exec.
+pub fn cloexec_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: close_range only changes flags of this process's fds.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+pub fn setdomainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: the pointer and length describe `name`'s bytes for the call.
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(r).map(drop)
+}
+
+/// Sets the effective, permitted and inheritable capability sets at once
+/// (64-bit masks), so no intermediate state breaks capset's rules.
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut hdr = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let lo = |m: u64| m as u32;
+    let hi = |m: u64| (m >> 32) as u32;
+    let data = [
+        Data {
+            effective: lo(effective),
+            permitted: lo(permitted),
+            inheritable: lo(inheritable),
+        },
+        Data {
+            effective: hi(effective),
+            permitted: hi(permitted),
+            inheritable: hi(inheritable),
+        },
+    ];
+    // SAFETY: header and a two-element data array as capset v3 requires,
+    // both live for the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
+/// Start time (clock ticks after boot) and state letter of a process, from
+/// /proc/PID/stat; `None` if there is no such process.
+pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&s)
+}
+
+fn parse_stat(s: &str) -> Option<(u64, char)> {
+    // The command name is in parentheses and may contain spaces or ')'.
+    let rest = &s[s.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state come fields 4..; starttime is field 22.
+    let start = fields.nth(22 - 4)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// A pidfd: a handle on one process that cannot be confused with a later
+/// process reusing its pid.
+pub struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    pub fn open(pid: i32) -> Result<PidFd, Errno> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd
+        // that we take ownership of below.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = Errno::result(r)? as std::os::fd::RawFd;
+        // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+        Ok(PidFd(unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        }))
+    }
+
+    pub fn signal(&self, sig: i32) -> Result<(), Errno> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        Errno::result(r).map(drop)
+    }
+
+    /// Waits until the process has exited (a zombie counts), at most
+    /// `timeout_ms`; returns whether it exited.
+    pub fn wait_exit(&self, timeout_ms: i32) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        loop {
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::MAX),
+            ) {
+                Err(Errno::EINTR) => continue,
+                Ok(n) => return n > 0,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Joins a new session keyring named `name`, so the container does not
+/// share the caller's keys.
+pub fn join_session_keyring(name: &str) -> Result<(), Errno> {
+    let name = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    // SAFETY: keyctl reads the NUL-terminated name for the call only.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields() {
+        let s = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 12345 1000 10";
+        assert_eq!(parse_stat(s), Some((12345, 'S')));
+        let me = std::process::id() as i32;
+        assert!(proc_stat(me).is_some());
+    }
+}
