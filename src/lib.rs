@@ -11,6 +11,7 @@ pub mod logging;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod state;
