@@ -24,7 +24,10 @@ fn run_reports_death_by_signal_as_128_plus_n() {
     c["process"]["args"] = serde_json::json!(["sleep", "100"]);
     ctx.write_config(&c);
     let id = ctx.id("c");
-    let mut child = ctx.cmd(&["run", "--bundle", ctx.bundle_str(), &id]).spawn().unwrap();
+    let mut child = ctx
+        .cmd(&["run", "--bundle", ctx.bundle_str(), &id])
+        .spawn()
+        .unwrap();
     ctx.wait_status(&id, "running");
     assert_ok(&ctx.capsa(&["kill", &id, "KILL"]));
     let st = child.wait().unwrap();
@@ -34,7 +37,9 @@ fn run_reports_death_by_signal_as_128_plus_n() {
 #[test]
 fn run_forwards_signals_to_the_container() {
     let ctx = Ctx::new("fwd");
-    let c = ctx.sh_config("trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.05; done");
+    let c = ctx.sh_config(
+        "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.05; done",
+    );
     ctx.write_config(&c);
     let id = ctx.id("c");
     let child = ctx
@@ -44,7 +49,11 @@ fn run_forwards_signals_to_the_container() {
         .unwrap();
     ctx.wait_status(&id, "running");
     std::thread::sleep(std::time::Duration::from_millis(200));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stdout(&out), "ready\ngot-term\n");
@@ -59,7 +68,14 @@ fn create_start_kill_delete_by_hand() {
     ctx.write_config(&c);
     let id = ctx.id("c");
     let pid_file = ctx.dir.join("init.pid");
-    let out = ctx.capsa(&["create", "--bundle", ctx.bundle_str(), "--pid-file", pid_file.to_str().unwrap(), &id]);
+    let out = ctx.capsa(&[
+        "create",
+        "--bundle",
+        ctx.bundle_str(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
     assert_ok(&out);
 
     let st = ctx.state(&id);
@@ -70,7 +86,10 @@ fn create_start_kill_delete_by_hand() {
     assert!(st["ociVersion"].as_str().unwrap().starts_with("1."));
     let pid = st["pid"].as_i64().unwrap();
     assert!(pid > 0 && pid_exists(pid));
-    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), pid.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
     // The init already is in its namespaces but the user process has not run.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "capsa");
@@ -87,7 +106,10 @@ fn create_start_kill_delete_by_hand() {
     assert_eq!(comm.trim(), "sleep");
     assert_fails_with(&ctx.capsa(&["start", &id]), "already running");
     assert_fails_with(&ctx.capsa(&["delete", &id]), "not stopped");
-    assert!(pid_exists(pid), "delete without --force must not touch a running container");
+    assert!(
+        pid_exists(pid),
+        "delete without --force must not touch a running container"
+    );
 
     assert_ok(&ctx.capsa(&["kill", &id, "SIGKILL"]));
     ctx.wait_status(&id, "stopped");
@@ -114,7 +136,11 @@ fn kill_defaults_to_sigterm_and_takes_names_and_numbers() {
     let sigs = ctx.bundle.join("rootfs/tmp/sigs");
     let wait_lines = |n: usize| {
         for _ in 0..300 {
-            if std::fs::read_to_string(&sigs).map(|s| s.lines().count()).unwrap_or(0) >= n {
+            if std::fs::read_to_string(&sigs)
+                .map(|s| s.lines().count())
+                .unwrap_or(0)
+                >= n
+            {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -141,12 +167,15 @@ fn delete_of_a_created_container_kills_its_init() {
     assert!(pid_exists(pid));
     assert_ok(&ctx.capsa(&["delete", &id]));
     for _ in 0..200 {
-        if !pid_exists(pid) || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z")) {
+        if !pid_exists(pid)
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let gone = !pid_exists(pid) || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"));
+    let gone = !pid_exists(pid)
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"));
     assert!(gone, "init {pid} still alive after delete");
     assert!(ctx.state_entries().is_empty());
 }
@@ -161,12 +190,19 @@ fn kill_all_and_force_delete_reach_every_process() {
     let pid = ctx.state(&id)["pid"].as_i64().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
-    let kids: Vec<i64> = children.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let kids: Vec<i64> = children
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     assert_eq!(kids.len(), 2, "{children}");
     assert_ok(&ctx.capsa(&["kill", "--all", &id, "KILL"]));
     ctx.wait_status(&id, "stopped");
     for k in kids {
-        assert!(!pid_exists(k) || std::fs::read_to_string(format!("/proc/{k}/stat")).is_ok_and(|s| s.contains(") Z")));
+        assert!(
+            !pid_exists(k)
+                || std::fs::read_to_string(format!("/proc/{k}/stat"))
+                    .is_ok_and(|s| s.contains(") Z"))
+        );
     }
     assert_ok(&ctx.capsa(&["delete", &id]));
 

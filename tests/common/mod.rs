@@ -6,8 +6,8 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub const CAPSA: &str = env!("CARGO_BIN_EXE_capsa");
 
@@ -24,7 +24,10 @@ pub fn busybox_rootfs() -> PathBuf {
                 .arg(&dir)
                 .status()
                 .expect("run make-rootfs.sh");
-            assert!(st.success(), "building the busybox rootfs failed (is busybox-static installed?)");
+            assert!(
+                st.success(),
+                "building the busybox rootfs failed (is busybox-static installed?)"
+            );
         }
     });
     dir
@@ -53,7 +56,12 @@ impl Ctx {
             .status()
             .unwrap();
         assert!(st.success());
-        let ctx = Ctx { dir, root, bundle, name };
+        let ctx = Ctx {
+            dir,
+            root,
+            bundle,
+            name,
+        };
         ctx.write_config(&ctx.default_config());
         ctx
     }
@@ -72,7 +80,11 @@ impl Ctx {
     }
 
     pub fn write_config(&self, v: &Value) {
-        std::fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(v).unwrap()).unwrap();
+        std::fs::write(
+            self.bundle.join("config.json"),
+            serde_json::to_vec_pretty(v).unwrap(),
+        )
+        .unwrap();
     }
 
     /// A config running `sh -c SCRIPT`.
@@ -89,8 +101,27 @@ impl Ctx {
         c
     }
 
+    /// Runs capsa to completion. Its stdout and stderr go to files, not
+    /// pipes: a created container inherits them and would otherwise keep
+    /// the pipe open long after capsa returned.
     pub fn capsa(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run capsa")
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let out_path = self.dir.join(format!(".out-{n}"));
+        let err_path = self.dir.join(format!(".err-{n}"));
+        let status = self
+            .cmd(args)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .expect("run capsa");
+        let out = Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap_or_default(),
+            stderr: std::fs::read(&err_path).unwrap_or_default(),
+        };
+        let _ = std::fs::remove_file(out_path);
+        let _ = std::fs::remove_file(err_path);
+        out
     }
 
     /// Runs `config` in the foreground and returns its output.
@@ -125,18 +156,29 @@ impl Ctx {
     /// Waits (bounded) until the container reaches `want`.
     pub fn wait_status(&self, id: &str, want: &str) {
         for _ in 0..500 {
-            if self.status(id) == want {
+            let out = self.capsa(&["state", id]);
+            let status = serde_json::from_slice::<Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v["status"].as_str().map(String::from));
+            if status.as_deref() == Some(want) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        panic!("container {id} never became {want}; state: {}", self.state(id));
+        panic!(
+            "container {id} never became {want}; state: {}",
+            self.state(id)
+        );
     }
 
     /// Entries left in the state root (must be none after a failed create).
     pub fn state_entries(&self) -> Vec<String> {
         std::fs::read_dir(&self.root)
-            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -162,14 +204,24 @@ pub fn stderr(o: &Output) -> String {
 
 #[track_caller]
 pub fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "capsa failed ({:?})\nstdout: {}\nstderr: {}", o.status, stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "capsa failed ({:?})\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
 }
 
 /// Asserts a failure whose stderr contains `needle`, and no panic.
 #[track_caller]
 pub fn assert_fails_with(o: &Output, needle: &str) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success\nstdout: {}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, got success\nstdout: {}",
+        stdout(o)
+    );
     assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
     assert!(!err.contains("panicked"), "capsa panicked: {err}");
 }
