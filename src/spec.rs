@@ -100,12 +100,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             format!("{:?} is not an absolute path", process.cwd()),
         ));
     }
-    if process.terminal() == Some(true) {
-        return Err(field_err(
-            "process.terminal",
-            "terminals are not supported yet; set \"terminal\": false",
-        ));
-    }
     if let Some(rl) = process.rlimits() {
         let mut seen = HashSet::new();
         for (i, r) in rl.iter().enumerate() {

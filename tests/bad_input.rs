@@ -283,13 +283,6 @@ fn unsupported_features_are_refused_clearly() {
         .unwrap()
         .push(json!({"type": "user"}));
     create_fails(&ctx, &c, "user namespaces are not supported yet");
-    let mut c = ctx.default_config();
-    c["process"]["terminal"] = true.into();
-    create_fails(
-        &ctx,
-        &c,
-        "process.terminal: terminals are not supported yet",
-    );
-    let out = ctx.capsa(&["exec", "x", "true"]);
-    assert_fails_with(&out, "command \"exec\" is not supported yet");
+    let out = ctx.capsa(&["checkpoint", "x"]);
+    assert_fails_with(&out, "command \"checkpoint\" is not supported yet");
 }

@@ -4,16 +4,21 @@
 //! it waits on the exec socket until `start`, then execs the user process.
 
 use super::sync::{Channel, Msg};
-use crate::capabilities;
+use crate::capabilities::{self, Masks};
 use crate::error::{Context, Error, Result};
+use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
-use crate::rootfs::Rootfs;
+use crate::rootfs::{Rootfs, paths};
+use crate::tty;
+use nix::fcntl::OFlag;
+use nix::mount::{MsFlags, mount};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::SigSet;
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub struct Init<'a> {
@@ -25,15 +30,18 @@ pub struct Init<'a> {
     pub ns_fds: Vec<(LinuxNamespaceType, OwnedFd)>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
-    pub preserve_fds: u32,
+    /// fds 3.. that reach the container process unchanged.
+    pub keep_fds: u32,
+    /// Where to send the pty master when `process.terminal` is set.
+    pub console: Option<OwnedFd>,
     pub chan: Channel,
     pub exec_listener: OwnedFd,
     /// The signal mask the caller had before capsa blocked signals.
     pub sigmask: SigSet,
 }
 
-/// What is left to do once `start` arrives.
-struct Exec {
+/// The user process, ready to be exec'd.
+pub struct Exec {
     path: CString,
     args: Vec<CString>,
     env: Vec<CString>,
@@ -55,8 +63,15 @@ pub fn run(init: Init<'_>) -> ! {
         // delete this container, so do not linger.
         std::process::exit(1);
     }
-    drop(init.chan);
-    wait_for_start_and_exec(init.exec_listener, exec)
+    let state = hook_state(init.id, init.bundle, init.spec, "created");
+    let Init {
+        chan,
+        exec_listener,
+        spec,
+        ..
+    } = init;
+    drop(chan);
+    wait_for_start_and_exec(exec_listener, spec, &state, exec)
 }
 
 fn setup(init: &Init<'_>) -> Result<Exec> {
@@ -65,7 +80,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::msg("config.json: process: missing"))?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    nix::sys::stat::umask(Mode::empty());
     match init.chan.recv()? {
         Some(Msg::Continue) => {}
         _ => return Err(Error::msg("parent went away")),
@@ -89,7 +104,11 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(|| format!("config.json: process.oomScoreAdj: write {adj}"))?;
     }
-    let caps = process.capabilities().as_ref().map(capabilities::resolve);
+    if !init.ns.has(LinuxNamespaceType::Mount) {
+        return Err(Error::msg(
+            "config.json: linux.namespaces: a mount namespace is required",
+        ));
+    }
 
     let rootfs = Rootfs {
         spec,
@@ -97,21 +116,118 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         rootfs: init.rootfs,
         cgroupns: init.ns.has(LinuxNamespaceType::Cgroup),
     };
-    if init.ns.has(LinuxNamespaceType::Mount) {
-        rootfs.prepare()?;
-        rootfs.pivot(init.no_pivot)?;
-        rootfs.finish()?;
-    } else {
-        return Err(Error::msg(
-            "config.json: linux.namespaces: a mount namespace is required",
-        ));
+    rootfs.prepare()?;
+    let pty = match &init.console {
+        Some(_) => Some(console_pty(init.rootfs, process)?),
+        None => None,
+    };
+    let hooks = spec.hooks().as_ref();
+    if !hooks::of(hooks, Kind::Prestart).is_empty()
+        || !hooks::of(hooks, Kind::CreateRuntime).is_empty()
+    {
+        init.chan.send(&Msg::Hooks)?;
+        init.chan.expect(Msg::HooksDone, "parent went away")?;
     }
-
-    set_rlimits(process)?;
-    let env = environment(process);
-    let exec = find_executable(process, &env)?;
+    if !hooks::of(hooks, Kind::CreateContainer).is_empty() {
+        let state = hook_state(init.id, init.bundle, spec, "created");
+        hooks::run(hooks, Kind::CreateContainer, &state)?;
+    }
+    rootfs.pivot(init.no_pivot)?;
+    rootfs.finish()?;
+    let slave = match (pty, &init.console) {
+        (Some(p), Some(sock)) => {
+            tty::send_fd(sock.as_fd(), p.master.as_fd())?;
+            Some(p.slave)
+        }
+        _ => None,
+    };
+    let mut env = process.env().clone().unwrap_or_default();
+    add_listen_fds(&mut env);
     nix::unistd::setsid().ctx(|| "setsid")?;
+    finalize(process, &env, slave.as_ref(), init.keep_fds)
+}
 
+/// The state a hook reads on stdin.
+pub fn hook_state(id: &str, bundle: &Path, spec: &Spec, status: &str) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": std::process::id(),
+        "bundle": bundle,
+    });
+    if let Some(a) = spec.annotations().as_ref().filter(|a| !a.is_empty()) {
+        v["annotations"] = serde_json::to_value(a).unwrap_or_default();
+    }
+    v
+}
+
+/// LISTEN_FDS socket activation: the fds passed to capsa are the
+/// container's, and LISTEN_PID names the container process (PID 1).
+fn add_listen_fds(env: &mut Vec<String>) {
+    if let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .filter(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
+    {
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={n}"));
+        env.push("LISTEN_PID=1".into());
+    }
+}
+
+/// The number of fds socket activation hands to capsa.
+pub fn listen_fds() -> u32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A pty in the container's devpts, with the slave also bind-mounted on
+/// /dev/console.
+fn console_pty(rootfs: &Path, process: &Process) -> Result<tty::Pty> {
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open rootfs")?;
+    let size = process
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    let pty = tty::open_pty(root.as_fd(), size)?;
+    let console = paths::ensure_file(
+        root.as_fd(),
+        Path::new("/dev/console"),
+        Path::new("/dev/console"),
+    )?;
+    mount(
+        Some(paths::fd_path(&pty.slave).as_str()),
+        paths::fd_path(&console).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| "bind the pty on /dev/console")?;
+    Ok(pty)
+}
+
+/// The steps shared by the init and `exec`, once the process is in the
+/// container's namespaces and root: limits, program lookup, terminal,
+/// capabilities, user, cwd, no_new_privs, umask, fds.
+pub fn finalize(
+    process: &Process,
+    env: &[String],
+    tty_slave: Option<&OwnedFd>,
+    keep_fds: u32,
+) -> Result<Exec> {
+    set_rlimits(process)?;
+    let env = with_home(process, env);
+    let exec = find_executable(process, &env)?;
+    if let Some(slave) = tty_slave {
+        tty::make_controlling(slave)?;
+    }
+    let caps: Option<Masks> = process.capabilities().as_ref().map(capabilities::resolve);
     let cwd = process.cwd();
     let cwd_early = nix::unistd::chdir(cwd);
     if let Some(m) = &caps {
@@ -129,8 +245,8 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl")?;
     }
     let umask = process.user().umask().unwrap_or(0o022);
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as _));
-    crate::sys::cloexec_from(3 + init.preserve_fds).ctx(|| "mark fds close-on-exec")?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(umask as _));
+    crate::sys::cloexec_from(3 + keep_fds).ctx(|| "mark fds close-on-exec")?;
     Ok(exec)
 }
 
@@ -192,9 +308,9 @@ fn switch_user(process: &Process, keep_caps: bool) -> Result<()> {
     Ok(())
 }
 
-/// `process.env`, plus HOME from the container's /etc/passwd when unset.
-fn environment(process: &Process) -> Vec<String> {
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+/// `env`, plus HOME from the container's /etc/passwd when unset.
+fn with_home(process: &Process, env: &[String]) -> Vec<String> {
+    let mut env = env.to_vec();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         let uid = process.user().uid();
         let home = std::fs::read_to_string("/etc/passwd")
@@ -217,7 +333,7 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
 }
 
 /// Finds the program like execvp would, in the container's filesystem and
-/// with the container's PATH, so a missing one fails `create` clearly.
+/// with the container's PATH, so a missing one fails clearly before start.
 fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args.first().cloned().unwrap_or_default();
@@ -267,34 +383,48 @@ fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
     })
 }
 
+/// Replaces this process with the user process; returns only on failure,
+/// with the message to report.
+pub fn exec(e: &Exec) -> String {
+    let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
+    format!("exec {:?}: {}", e.path, crate::error::errno_text(err))
+}
+
 extern "C" fn exit_on_signal(sig: libc::c_int) {
     // SAFETY: _exit is async-signal-safe.
     unsafe { libc::_exit(128 + sig) }
 }
 
-/// Blocks until `start` connects to the exec socket, then execs. A failed
-/// exec is reported back over the connection; a successful one closes it
-/// (close-on-exec), which `start` reads as success.
-fn wait_for_start_and_exec(listener: OwnedFd, exec: Exec) -> ! {
+/// Blocks until `start` connects to the exec socket, runs the
+/// startContainer hooks, then execs. A failure is reported back over the
+/// connection; a successful exec closes it (close-on-exec), which `start`
+/// reads as success.
+fn wait_for_start_and_exec(
+    listener: OwnedFd,
+    spec: &Spec,
+    state: &serde_json::Value,
+    user: Exec,
+) -> ! {
     // As PID 1 of its namespace the init would ignore signals it has no
     // handler for; until the user process runs, a terminating signal from
     // `kill` must still end it.
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, Signal, sigaction};
     for sig in [
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGHUP,
-        nix::sys::signal::Signal::SIGQUIT,
-        nix::sys::signal::Signal::SIGUSR1,
-        nix::sys::signal::Signal::SIGUSR2,
-        nix::sys::signal::Signal::SIGALRM,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
     ] {
-        let action = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::Handler(exit_on_signal),
-            nix::sys::signal::SaFlags::empty(),
+        let action = SigAction::new(
+            SigHandler::Handler(exit_on_signal),
+            SaFlags::empty(),
             SigSet::empty(),
         );
         // SAFETY: the handler only calls _exit.
-        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+        let _ = unsafe { sigaction(sig, &action) };
     }
     let conn = loop {
         match nix::sys::socket::accept4(
@@ -307,12 +437,16 @@ fn wait_for_start_and_exec(listener: OwnedFd, exec: Exec) -> ! {
         }
     };
     drop(listener);
-    let err = nix::unistd::execve(&exec.path, &exec.args, &exec.env).unwrap_err();
-    let msg = format!("exec {:?}: {}", exec.path, crate::error::errno_text(err));
-    let _ = nix::unistd::write(
-        // SAFETY: `conn` is the fd accept4 just returned and is still open.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(conn) },
-        msg.as_bytes(),
-    );
+    // SAFETY: `conn` was just returned by accept4 and nothing else owns it.
+    let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) };
+    let hooks = spec.hooks().as_ref();
+    let msg = if !hooks::of(hooks, Kind::StartContainer).is_empty()
+        && let Err(e) = hooks::run(hooks, Kind::StartContainer, state)
+    {
+        e.to_string()
+    } else {
+        exec(&user)
+    };
+    let _ = nix::unistd::write(&conn, msg.as_bytes());
     std::process::exit(127);
 }

@@ -3,6 +3,7 @@
 //! handshake with the child over the sync channel, and the state written
 //! before the child is told it may outlive us.
 
+pub mod exec;
 pub mod init;
 pub mod sync;
 
@@ -26,6 +27,10 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Where to send the pty master (`--console-socket`).
+    pub console_socket: Option<PathBuf>,
+    /// Foreground `run`: capsa itself relays the container's pty.
+    pub relay_tty: bool,
     /// The signal mask to give the init (the caller's, before capsa blocked
     /// any signals of its own).
     pub sigmask: SigSet,
@@ -57,12 +62,47 @@ fn exec_listener(locked: &Locked) -> Result<OwnedFd> {
     Ok(sock)
 }
 
+/// The container created: its state, and the pty master when capsa
+/// relays the terminal itself.
+pub struct Created {
+    pub state: State,
+    pub pty_master: Option<OwnedFd>,
+}
+
+/// Where the init sends the pty master: the client's console socket, or
+/// our end of a socket pair when capsa relays the terminal itself.
+fn console(bundle: &Bundle, opts: &CreateOptions) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    match (&opts.console_socket, terminal) {
+        (Some(_), false) => Err(Error::msg(
+            "--console-socket given but process.terminal is not set in config.json",
+        )),
+        (Some(path), true) => Ok((Some(crate::tty::connect(path)?), None)),
+        (None, true) if opts.relay_tty => {
+            let (a, b) = nix::sys::socket::socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "socketpair")?;
+            Ok((Some(a), Some(b)))
+        }
+        (None, true) => Err(Error::msg(
+            "process.terminal is set: a --console-socket is needed to receive the terminal \
+             (or use `run` in the foreground)",
+        )),
+        (None, false) => Ok((None, None)),
+    }
+}
+
 /// Creates the container described by `bundle` in the locked state dir:
 /// on success the init waits for `start` and the state is on disk; on
 /// failure the init is gone (and with it every mount it made).
-pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<State> {
+pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<Created> {
     let plan = namespaces::plan(&bundle.spec);
     let ns_fds = plan.open()?;
+    let (console_child, console_parent) = console(bundle, opts)?;
     let listener = exec_listener(locked)?;
     let (parent, child) = sync::pair()?;
     plan.join_pid(&ns_fds)?;
@@ -80,7 +120,8 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
                 ns_fds,
                 no_pivot: opts.no_pivot,
                 no_new_keyring: opts.no_new_keyring,
-                preserve_fds: opts.preserve_fds,
+                keep_fds: opts.preserve_fds.max(init::listen_fds()),
+                console: console_child,
                 chan: child,
                 exec_listener: listener,
                 sigmask: opts.sigmask,
@@ -91,7 +132,14 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     drop(child);
     drop(listener);
     drop(ns_fds);
-    let result = finish_create(bundle, locked, opts, pid, &parent);
+    drop(console_child);
+    let result = finish_create(bundle, locked, opts, pid, &parent).and_then(|state| {
+        let pty_master = match &console_parent {
+            Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
+            None => None,
+        };
+        Ok(Created { state, pty_master })
+    });
     if result.is_err() {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -108,7 +156,21 @@ fn finish_create(
 ) -> Result<State> {
     let gone = "container init exited during setup";
     chan.send(&Msg::Continue)?;
-    chan.expect(Msg::Ready, gone)?;
+    loop {
+        match chan.recv()? {
+            Some(Msg::Ready) => break,
+            Some(Msg::Hooks) => {
+                let hooks = bundle.spec.hooks().as_ref();
+                let state = hook_state(&opts.id, bundle, pid, "creating");
+                crate::hooks::run(hooks, crate::hooks::Kind::Prestart, &state)?;
+                crate::hooks::run(hooks, crate::hooks::Kind::CreateRuntime, &state)?;
+                chan.send(&Msg::HooksDone)?;
+            }
+            Some(Msg::Fail(m)) => return Err(Error::Msg(m)),
+            Some(m) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),
+            None => return Err(Error::msg(gone)),
+        }
+    }
     let (pid_start, _) = crate::sys::proc_stat(pid.as_raw()).ok_or_else(|| Error::msg(gone))?;
     let state = State {
         id: opts.id.clone(),
@@ -134,6 +196,21 @@ fn finish_create(
     }
     chan.send(&Msg::Commit)?;
     Ok(state)
+}
+
+/// The state hooks in the runtime namespace read on stdin.
+fn hook_state(id: &str, bundle: &Bundle, pid: Pid, status: &str) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid.as_raw(),
+        "bundle": bundle.dir,
+    });
+    if let Some(a) = bundle.spec.annotations().as_ref().filter(|a| !a.is_empty()) {
+        v["annotations"] = serde_json::to_value(a).unwrap_or_default();
+    }
+    v
 }
 
 /// Writes the pid file atomically (temporary file + rename), as runc does.
