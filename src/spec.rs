@@ -203,9 +203,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                     .map_err(|m| field_err(format!("linux.sysctl[{key:?}]"), m))?;
             }
         }
-        if l.seccomp().is_some() {
-            return Err(field_err("linux.seccomp", "seccomp is not supported yet"));
-        }
         if let Some(r) = l.resources() {
             check_resources(r)?;
         }

@@ -69,6 +69,7 @@ fn open_namespaces(spec: &Spec, init_pid: i32) -> Result<Vec<(LinuxNamespaceType
 
 pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) -> Result<Started> {
     let nss = open_namespaces(spec, init_pid)?;
+    let seccomp = init::prepare_seccomp(spec)?;
     let terminal = process.terminal() == Some(true);
     let (console_child, console_parent) = match (&opts.console_socket, terminal) {
         (Some(_), false) => {
@@ -110,6 +111,7 @@ pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) 
                 console_child.as_ref(),
                 opts.preserve_fds,
                 &child,
+                seccomp,
             ) {
                 Ok(exec) => init::exec(&exec),
                 Err(e) => e.to_string(),
@@ -152,6 +154,7 @@ fn child_setup(
     console: Option<&OwnedFd>,
     preserve_fds: u32,
     chan: &sync::Channel,
+    seccomp: Option<crate::seccomp::Prepared>,
 ) -> Result<init::Exec> {
     for (t, fd) in nss {
         if *t != LinuxNamespaceType::Pid {
@@ -181,5 +184,5 @@ fn child_setup(
         None => None,
     };
     let env = process.env().clone().unwrap_or_default();
-    init::finalize(process, &env, slave.as_ref(), preserve_fds)
+    init::finalize(process, &env, slave.as_ref(), preserve_fds, seccomp)
 }

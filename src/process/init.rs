@@ -45,6 +45,24 @@ pub struct Exec {
     path: CString,
     args: Vec<CString>,
     env: Vec<CString>,
+    /// A seccomp filter to install right before the exec.
+    seccomp: Option<crate::seccomp::Prepared>,
+}
+
+/// Compiles `linux.seccomp` of a config, if it has one.
+pub fn prepare_seccomp(spec: &Spec) -> Result<Option<crate::seccomp::Prepared>> {
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => {
+            let p = crate::seccomp::prepare(s)?;
+            if p.uses_notify() {
+                return Err(Error::msg(
+                    "config.json: linux.seccomp: SCMP_ACT_NOTIFY is not supported yet",
+                ));
+            }
+            Ok(Some(p))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Runs the init; never returns.
@@ -141,10 +159,11 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         }
         _ => None,
     };
+    let seccomp = prepare_seccomp(spec)?;
     let mut env = process.env().clone().unwrap_or_default();
     add_listen_fds(&mut env);
     nix::unistd::setsid().ctx(|| "setsid")?;
-    finalize(process, &env, slave.as_ref(), init.keep_fds)
+    finalize(process, &env, slave.as_ref(), init.keep_fds, seccomp)
 }
 
 /// The state a hook reads on stdin.
@@ -215,19 +234,38 @@ fn console_pty(rootfs: &Path, process: &Process) -> Result<tty::Pty> {
 /// The steps shared by the init and `exec`, once the process is in the
 /// container's namespaces and root: limits, program lookup, terminal,
 /// capabilities, user, cwd, no_new_privs, umask, fds.
+///
+/// The seccomp filter is installed as late as possible: right before the
+/// exec when no_new_privs is set or the process keeps CAP_SYS_ADMIN (either
+/// lets an unprivileged process install it); otherwise, as runc does, before
+/// the capabilities are dropped.
 pub fn finalize(
     process: &Process,
     env: &[String],
     tty_slave: Option<&OwnedFd>,
     keep_fds: u32,
+    seccomp: Option<crate::seccomp::Prepared>,
 ) -> Result<Exec> {
     set_rlimits(process)?;
     let env = with_home(process, env);
-    let exec = find_executable(process, &env)?;
+    let mut exec = find_executable(process, &env)?;
     if let Some(slave) = tty_slave {
         tty::make_controlling(slave)?;
     }
     let caps: Option<Masks> = process.capabilities().as_ref().map(capabilities::resolve);
+    // Before any seccomp filter, which may not allow close_range.
+    crate::sys::cloexec_from(3 + keep_fds).ctx(|| "mark fds close-on-exec")?;
+    let keeps_sys_admin = match &caps {
+        Some(m) => m.effective & caps::Capability::CAP_SYS_ADMIN.bitmask() != 0,
+        None => process.user().uid() == 0,
+    };
+    if let Some(f) = seccomp {
+        if process.no_new_privileges() == Some(true) || keeps_sys_admin {
+            exec.seccomp = Some(f);
+        } else {
+            crate::seccomp::install(&f)?;
+        }
+    }
     let cwd = process.cwd();
     let cwd_early = nix::unistd::chdir(cwd);
     if let Some(m) = &caps {
@@ -246,7 +284,6 @@ pub fn finalize(
     }
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(Mode::from_bits_truncate(umask as _));
-    crate::sys::cloexec_from(3 + keep_fds).ctx(|| "mark fds close-on-exec")?;
     Ok(exec)
 }
 
@@ -380,12 +417,18 @@ fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
             .iter()
             .map(|e| cstring(e, "process.env"))
             .collect::<Result<_>>()?,
+        seccomp: None,
     })
 }
 
 /// Replaces this process with the user process; returns only on failure,
 /// with the message to report.
 pub fn exec(e: &Exec) -> String {
+    if let Some(f) = &e.seccomp
+        && let Err(err) = crate::seccomp::install(f)
+    {
+        return err.to_string();
+    }
     let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
     format!("exec {:?}: {}", e.path, crate::error::errno_text(err))
 }
