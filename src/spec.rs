@@ -129,10 +129,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 ));
             }
             match ns.typ() {
-                LinuxNamespaceType::User => {
+                LinuxNamespaceType::User if !nix::unistd::geteuid().is_root() => {
                     return Err(field_err(
                         format!("{field}.type"),
-                        "user namespaces are not supported yet",
+                        "user namespaces without root (rootless mode) are not supported yet",
                     ));
                 }
                 LinuxNamespaceType::Time => {
@@ -156,6 +156,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     let has = |t: LinuxNamespaceType| ns_types.contains(&t);
+    check_id_mappings(spec, has(LinuxNamespaceType::User))?;
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(field_err(
             "hostname",
@@ -223,6 +224,73 @@ fn check_resources(r: &oci_spec::runtime::LinuxResources) -> Result<()> {
                 format!("linux.resources.{k}"),
                 "cgroup limits are not supported yet",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// uid/gid mappings: required with a new user namespace (and only then),
+/// non-empty ranges that do not overlap on either side.
+fn check_id_mappings(spec: &Spec, userns: bool) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let new_userns = userns
+        && linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| {
+                n.iter()
+                    .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
+            });
+    for (field, maps) in [
+        (
+            "linux.uidMappings",
+            linux.and_then(|l| l.uid_mappings().as_ref()),
+        ),
+        (
+            "linux.gidMappings",
+            linux.and_then(|l| l.gid_mappings().as_ref()),
+        ),
+    ] {
+        let maps = maps.map(Vec::as_slice).unwrap_or(&[]);
+        if !userns && !maps.is_empty() {
+            return Err(field_err(
+                field,
+                "mappings need a user namespace in linux.namespaces",
+            ));
+        }
+        if new_userns && maps.is_empty() {
+            return Err(field_err(field, "a new user namespace needs mappings"));
+        }
+        if !new_userns && userns && !maps.is_empty() {
+            return Err(field_err(
+                field,
+                "mappings cannot be applied to a joined user namespace",
+            ));
+        }
+        for (i, m) in maps.iter().enumerate() {
+            if m.size() == 0 {
+                return Err(field_err(format!("{field}[{i}].size"), "must not be 0"));
+            }
+            let end = |start: u32| start as u64 + m.size() as u64;
+            if end(m.container_id()) > u32::MAX as u64 + 1 || end(m.host_id()) > u32::MAX as u64 + 1
+            {
+                return Err(field_err(
+                    format!("{field}[{i}]"),
+                    "range overflows 32-bit ids",
+                ));
+            }
+            for (j, o) in maps.iter().enumerate().take(i) {
+                let overlap = |a: u32, b: u32, bs: u32| {
+                    (a as u64) < b as u64 + bs as u64 && (b as u64) < end(a)
+                };
+                if overlap(m.container_id(), o.container_id(), o.size())
+                    || overlap(m.host_id(), o.host_id(), o.size())
+                {
+                    return Err(field_err(
+                        format!("{field}[{i}]"),
+                        format!("overlaps {field}[{j}]"),
+                    ));
+                }
+            }
         }
     }
     Ok(())

@@ -281,8 +281,8 @@ fn unsupported_features_are_refused_clearly() {
     c["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"type": "user"}));
-    create_fails(&ctx, &c, "user namespaces are not supported yet");
+        .push(json!({"type": "time"}));
+    create_fails(&ctx, &c, "time namespaces are not supported yet");
     let out = ctx.capsa(&["checkpoint", "x"]);
     assert_fails_with(&out, "command \"checkpoint\" is not supported yet");
 }

@@ -63,7 +63,7 @@ fn open_namespaces(spec: &Spec, init_pid: i32) -> Result<Vec<(LinuxNamespaceType
         .ctx(|| format!("open {path}"))?;
         out.push((ns.typ(), fd));
     }
-    out.sort_by_key(|(t, _)| *t == LinuxNamespaceType::Mount);
+    out.sort_by_key(|(t, _)| crate::namespaces::join_order(*t));
     Ok(out)
 }
 
@@ -160,6 +160,9 @@ fn child_setup(
         if *t != LinuxNamespaceType::Pid {
             setns(fd, CloneFlags::from_bits_truncate(*t as i32))
                 .ctx(|| format!("join the container's {} namespace", ns_name(*t)))?;
+            if *t == LinuxNamespaceType::User {
+                crate::namespaces::become_userns_root()?;
+            }
         }
     }
     // Joining the mount namespace put us at its root: the container's.

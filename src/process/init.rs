@@ -122,19 +122,29 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(|| format!("config.json: process.oomScoreAdj: write {adj}"))?;
     }
-    if !init.ns.has(LinuxNamespaceType::Mount) {
-        return Err(Error::msg(
-            "config.json: linux.namespaces: a mount namespace is required",
-        ));
-    }
-
     let rootfs = Rootfs {
         spec,
         bundle: init.bundle,
         rootfs: init.rootfs,
         cgroupns: init.ns.has(LinuxNamespaceType::Cgroup),
     };
-    rootfs.prepare()?;
+    // Without a mount namespace of its own the container shares the
+    // runtime's: capsa then changes no mounts (they would land on the host)
+    // and only chroots into the rootfs.
+    let own_mntns = init.ns.has(LinuxNamespaceType::Mount);
+    if own_mntns {
+        rootfs.prepare()?;
+    } else if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        crate::logging::warn(
+            "config.json: mounts, devices, sysctls, masked and read-only paths are not applied: \
+             the container has no mount namespace of its own",
+        );
+    }
+    if init.console.is_some() && !own_mntns {
+        return Err(Error::msg(
+            "config.json: process.terminal needs a mount namespace (for the container's devpts)",
+        ));
+    }
     let pty = match &init.console {
         Some(_) => Some(console_pty(init.rootfs, process)?),
         None => None,
@@ -150,8 +160,13 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         let state = hook_state(init.id, init.bundle, spec, "created");
         hooks::run(hooks, Kind::CreateContainer, &state)?;
     }
-    rootfs.pivot(init.no_pivot)?;
-    rootfs.finish()?;
+    if own_mntns {
+        rootfs.pivot(init.no_pivot)?;
+        rootfs.finish()?;
+    } else {
+        nix::unistd::chroot(init.rootfs).ctx(|| format!("chroot {}", init.rootfs.display()))?;
+        nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    }
     let slave = match (pty, &init.console) {
         (Some(p), Some(sock)) => {
             tty::send_fd(sock.as_fd(), p.master.as_fd())?;

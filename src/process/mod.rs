@@ -155,6 +155,9 @@ fn finish_create(
     chan: &sync::Channel,
 ) -> Result<State> {
     let gone = "container init exited during setup";
+    if plan_has_new_userns(&bundle.spec) {
+        namespaces::write_id_maps(&bundle.spec, pid)?;
+    }
     chan.send(&Msg::Continue)?;
     loop {
         match chan.recv()? {
@@ -196,6 +199,12 @@ fn finish_create(
     }
     chan.send(&Msg::Commit)?;
     Ok(state)
+}
+
+fn plan_has_new_userns(spec: &oci_spec::runtime::Spec) -> bool {
+    namespaces::plan(spec)
+        .clone_flags
+        .contains(nix::sched::CloneFlags::CLONE_NEWUSER)
 }
 
 /// The state hooks in the runtime namespace read on stdin.
