@@ -105,6 +105,7 @@ pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) 
         None => {
             drop(parent);
             let _ = opts.sigmask.thread_set_mask();
+            init::protect_binary();
             let msg = match child_setup(
                 &nss,
                 process,

@@ -68,6 +68,7 @@ pub fn prepare_seccomp(spec: &Spec) -> Result<Option<crate::seccomp::Prepared>> 
 /// Runs the init; never returns.
 pub fn run(init: Init<'_>) -> ! {
     let _ = init.sigmask.thread_set_mask();
+    protect_binary();
     let exec = match setup(&init) {
         Ok(e) => e,
         Err(e) => {
@@ -446,6 +447,16 @@ pub fn exec(e: &Exec) -> String {
     }
     let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
     format!("exec {:?}: {}", e.path, crate::error::errno_text(err))
+}
+
+/// Until it execs the user process, this process is the capsa binary
+/// running inside the container's namespaces. Non-dumpable, its
+/// /proc/PID/exe, memory and fds cannot be opened by container processes
+/// (that needs CAP_SYS_PTRACE in capsa's own user namespace), which closes
+/// the way to overwrite the host's binary (CVE-2019-5736) for containers
+/// without that capability. The flag resets when the user process is exec'd.
+pub fn protect_binary() {
+    let _ = nix::sys::prctl::set_dumpable(false);
 }
 
 extern "C" fn exit_on_signal(sig: libc::c_int) {

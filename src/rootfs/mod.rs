@@ -109,14 +109,20 @@ impl Rootfs<'_> {
                         "destination is a symlink; refusing to mount proc or sysfs there",
                     ));
                 }
-                Ok(fd)
-                    if !fstat(fd.as_fd()).is_ok_and(|s| {
-                        SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
-                    }) =>
-                {
-                    return Err(Error::msg("destination is not a directory"));
+                Ok(fd) => {
+                    let kind = fstat(fd.as_fd())
+                        .map(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT)
+                        .ctx(|| "stat destination")?;
+                    if kind == SFlag::S_IFLNK {
+                        return Err(Error::msg(
+                            "destination is a symlink; refusing to mount proc or sysfs there",
+                        ));
+                    }
+                    if kind != SFlag::S_IFDIR {
+                        return Err(Error::msg("destination is not a directory"));
+                    }
                 }
-                _ => {}
+                Err(_) => {}
             }
         }
         if !bind && matches!(typ, "cgroup" | "cgroup2") {
