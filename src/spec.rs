@@ -90,6 +90,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .process()
         .as_ref()
         .ok_or_else(|| field_err("process", "missing (a container needs a process to run)"))?;
+    check_lsm(spec)?;
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(field_err("process.args", "must name a program to run")),
@@ -225,6 +226,35 @@ fn check_resources(r: &oci_spec::runtime::LinuxResources) -> Result<()> {
                 "cgroup limits are not supported yet",
             ));
         }
+    }
+    Ok(())
+}
+
+/// AppArmor and SELinux settings are refused where the host lacks the LSM,
+/// rather than silently running the container unconfined.
+fn check_lsm(spec: &Spec) -> Result<()> {
+    let set = |v: Option<&String>| v.is_some_and(|v| !v.is_empty());
+    let process = spec.process().as_ref();
+    if set(process.and_then(|p| p.apparmor_profile().as_ref()))
+        && !Path::new("/sys/kernel/security/apparmor").exists()
+    {
+        return Err(field_err(
+            "process.apparmorProfile",
+            "AppArmor is not enabled on this host",
+        ));
+    }
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    if set(process.and_then(|p| p.selinux_label().as_ref())) && !selinux {
+        return Err(field_err(
+            "process.selinuxLabel",
+            "SELinux is not enabled on this host",
+        ));
+    }
+    if set(spec.linux().as_ref().and_then(|l| l.mount_label().as_ref())) && !selinux {
+        return Err(field_err(
+            "linux.mountLabel",
+            "SELinux is not enabled on this host",
+        ));
     }
     Ok(())
 }
