@@ -164,6 +164,13 @@ pub fn for_container(spec: &Spec, id: &str, systemd: bool) -> Result<Box<dyn Man
         return Ok(Box::new(v2::V2::new(rec, Some(h.mountpoint.clone()))));
     }
     for h in &hs {
+        // A hierarchy mounted twice: the first mount serves.
+        let names = h.names();
+        if names.iter().any(|n| rec.paths.contains_key(*n))
+            || (h.is_v2() && rec.paths.contains_key(UNIFIED))
+        {
+            continue;
+        }
         if h.is_v2() {
             // Hybrid: joined, so the container sees its own cgroup there
             // too, but limits are v1's (as runc does).
@@ -171,7 +178,7 @@ pub fn for_container(spec: &Spec, id: &str, systemd: bool) -> Result<Box<dyn Man
             continue;
         }
         let dir = dir_in(h)?;
-        for name in h.names() {
+        for name in names {
             rec.paths.insert(name.to_string(), dir.clone());
         }
     }
@@ -255,12 +262,21 @@ pub fn signal_all(m: &dyn Manager, sig: i32) -> Result<()> {
     result
 }
 
-/// Removes the container's directories (and the cgroups its processes made
-/// below them), then the parents `create` made. A directory is busy until
-/// its last process has been reaped: that is waited out, boundedly.
+/// Removes the container's directories (with the cgroups its processes
+/// made below the ones create made), then the parents create made. A
+/// directory stays busy until its last process is reaped: that is waited
+/// out, boundedly. A directory that existed before the container is only
+/// removed if it is empty.
 pub fn destroy(rec: &Record) -> Result<()> {
     for dir in rec.dirs() {
-        remove_tree(dir)?;
+        if rec.created.iter().any(|c| c == dir) {
+            remove_tree(dir)?;
+        } else {
+            match remove_dir(dir) {
+                Ok(()) | Err(Errno::EBUSY | Errno::ENOTEMPTY) => {}
+                Err(e) => return Err(e).ctx(|| format!("remove cgroup {}", dir.display())),
+            }
+        }
     }
     for dir in rec.created.iter().rev() {
         match rmdir(dir) {
@@ -272,6 +288,24 @@ pub fn destroy(rec: &Record) -> Result<()> {
     Ok(())
 }
 
+/// Kills whatever is left in the container's cgroup (processes outlive
+/// the init without a PID namespace of its own), then [`destroy`]s it.
+pub fn kill_and_destroy(rec: &Record) -> Result<()> {
+    let m = open(rec);
+    if pids(m.as_ref()).is_ok_and(|p| !p.is_empty()) {
+        signal_all(m.as_ref(), libc::SIGKILL)?;
+    }
+    if m.is_frozen() {
+        m.freeze(false)?;
+    }
+    destroy(rec)
+}
+
+/// Whether the container's processes are frozen (paused).
+pub fn is_frozen(rec: &Record) -> bool {
+    open(rec).is_frozen()
+}
+
 fn rmdir(dir: &Path) -> std::result::Result<(), Errno> {
     std::fs::remove_dir(dir).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
@@ -280,6 +314,12 @@ fn remove_tree(dir: &Path) -> Result<()> {
     for sub in subdirs(dir) {
         remove_tree(&sub)?;
     }
+    remove_dir(dir).ctx(|| format!("remove cgroup {}", dir.display()))
+}
+
+/// rmdir, waiting (up to 5 s) while the cgroup is busy with exiting
+/// processes; a missing directory is fine.
+fn remove_dir(dir: &Path) -> std::result::Result<(), Errno> {
     let mut wait = Duration::from_millis(1);
     let mut waited = Duration::ZERO;
     loop {
@@ -290,7 +330,7 @@ fn remove_tree(dir: &Path) -> Result<()> {
                 waited += wait;
                 wait = (wait * 2).min(Duration::from_millis(100));
             }
-            Err(e) => return Err(e).ctx(|| format!("remove cgroup {}", dir.display())),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -476,9 +516,52 @@ fn is_device_entry(v: &serde_json::Value) -> bool {
     v.get("major").is_some() && v.get("minor").is_some()
 }
 
+/// A size as runc's flags take it (Go's `units.RAMInBytes`): a number,
+/// optionally fractional, then an optional binary unit `k m g t p`, with
+/// an optional `b`/`ib` (`512m`, `1.5GiB`, `1024`).
+pub fn parse_size(s: &str) -> Result<i64> {
+    let bad = || Error::msg(format!("invalid size {s:?}"));
+    let t = s.trim();
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(num_end);
+    let num: f64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(bad()),
+    };
+    let v = num * (1u64 << shift) as f64;
+    if !v.is_finite() || v > i64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(v as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_like_runc() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("10 KB").unwrap(), 10240);
+        for bad in ["", "m", "-1", "1x", "1.2.3k"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn update_merges_into_the_resources_in_force() {

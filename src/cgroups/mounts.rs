@@ -66,9 +66,8 @@ impl Hierarchy {
     }
 }
 
-/// Every cgroup and cgroup2 mount of this process's mount namespace. Only
-/// the first mount of each hierarchy counts (a hierarchy can be bind
-/// mounted again elsewhere).
+/// Every cgroup and cgroup2 mount of this process's mount namespace (a
+/// hierarchy mounted twice is listed twice).
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
     let text =
         std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
@@ -77,7 +76,6 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>> {
 
 pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
-    let mut seen_devs = Vec::new();
     for line in text.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
             continue;
@@ -87,10 +85,6 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
         if pre.len() < 5 || post.len() < 3 || !matches!(post[0], "cgroup" | "cgroup2") {
             continue;
         }
-        if seen_devs.contains(&pre[2]) {
-            continue;
-        }
-        seen_devs.push(pre[2]);
         out.push(Hierarchy {
             mountpoint: PathBuf::from(unescape(pre[4])),
             root: unescape(pre[3]),
@@ -188,7 +182,7 @@ mod tests {
     #[test]
     fn hybrid_layout() {
         let hs = parse_mountinfo(HYBRID);
-        assert_eq!(hs.len(), 5, "the second memory mount is the same hierarchy");
+        assert_eq!(hs.len(), 6);
         assert_eq!(Mode::of(&hs), Some(Mode::Hybrid));
         assert_eq!(hs[0].names(), ["cpu"]);
         assert_eq!(hs[3].names(), ["name=systemd"]);

@@ -473,20 +473,22 @@ impl Manager for V1 {
     }
 
     fn create(&mut self) -> Result<()> {
-        let mut created = Vec::new();
         let dirs: Vec<(String, PathBuf)> = self
             .rec
             .paths
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let cpuset_dir = self.rec.paths.get("cpuset").cloned();
         let mut done: Vec<PathBuf> = Vec::new();
         for (name, dir) in dirs {
             if done.contains(&dir) {
                 continue;
             }
-            let cpuset = self.rec.paths.get("cpuset") == Some(&dir);
-            super::mkdir_all(&dir, &mut created, &mut |d| {
+            let cpuset = cpuset_dir.as_ref() == Some(&dir);
+            // Recorded as they are made, so a failure half-way leaves
+            // nothing that delete would not find.
+            super::mkdir_all(&dir, &mut self.rec.created, &mut |d| {
                 if cpuset { init_cpuset(d) } else { Ok(()) }
             })
             .map_err(|e| e.prefixed(format!("cgroup {name}")))?;
@@ -495,7 +497,6 @@ impl Manager for V1 {
             }
             done.push(dir);
         }
-        self.rec.created = created;
         Ok(())
     }
 

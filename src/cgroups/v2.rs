@@ -332,9 +332,7 @@ impl Manager for V2 {
 
     fn create(&mut self) -> Result<()> {
         let dir = self.dir().to_path_buf();
-        let mut created = Vec::new();
-        super::mkdir_all(&dir, &mut created, &mut |_| Ok(()))?;
-        self.rec.created = created;
+        super::mkdir_all(&dir, &mut self.rec.created, &mut |_| Ok(()))?;
         self.enable_controllers();
         Ok(())
     }

@@ -6,6 +6,7 @@
 pub mod init;
 pub mod sync;
 
+use crate::cgroups;
 use crate::error::{Context, Error, Result};
 use crate::namespaces;
 use crate::spec::Bundle;
@@ -29,6 +30,8 @@ pub struct CreateOptions {
     /// The signal mask to give the init (the caller's, before capsa blocked
     /// any signals of its own).
     pub sigmask: SigSet,
+    /// `--systemd-cgroup`: `linux.cgroupsPath` is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// The exec socket is bound and connected through the state directory's
@@ -62,6 +65,7 @@ fn exec_listener(locked: &Locked) -> Result<OwnedFd> {
 /// failure the init is gone (and with it every mount it made).
 pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<State> {
     let plan = namespaces::plan(&bundle.spec);
+    let mut cgroup = cgroups::for_container(&bundle.spec, &opts.id, opts.systemd_cgroup)?;
     let ns_fds = plan.open()?;
     let listener = exec_listener(locked)?;
     let (parent, child) = sync::pair()?;
@@ -91,10 +95,14 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     drop(child);
     drop(listener);
     drop(ns_fds);
-    let result = finish_create(bundle, locked, opts, pid, &parent);
+    // The init waits for Continue: it joins its cgroup, under its limits,
+    // before it does anything of the container's.
+    let result = cgroups::setup(cgroup.as_mut(), pid.as_raw())
+        .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cgroup.record()));
     if result.is_err() {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
+        let _ = cgroups::destroy(cgroup.record());
     }
     result
 }
@@ -105,6 +113,7 @@ fn finish_create(
     opts: &CreateOptions,
     pid: Pid,
     chan: &sync::Channel,
+    cgroup: &cgroups::Record,
 ) -> Result<State> {
     let gone = "container init exited during setup";
     chan.send(&Msg::Continue)?;
@@ -127,6 +136,7 @@ fn finish_create(
             .collect(),
         started: false,
         config: bundle.raw.clone(),
+        cgroup: Some(cgroup.clone()),
     };
     locked.save(&state)?;
     if let Some(p) = &opts.pid_file {
