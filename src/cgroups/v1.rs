@@ -157,6 +157,12 @@ impl V1 {
             let field = f.name(name);
             if dir.join(file).exists() {
                 write(dir, file, &v.to_string(), &field)?;
+                // Linux 5.16+ keeps memory.kmem.limit_in_bytes but ignores it.
+                if v > 0 && super::read_u64(dir, file).is_some_and(|got| got >= 1 << 62) {
+                    crate::logging::warn(&format!(
+                        "{field}: ignored by this kernel (kernel memory is no longer limited separately)"
+                    ));
+                }
             } else {
                 // Deprecated by the runtime-spec; runc ignores it always.
                 crate::logging::warn(&format!(
