@@ -479,6 +479,11 @@ pub fn merge_resources(
         o.remove("devices");
     }
     merge_value(&mut base, &update);
+    // Unlimited memory with the old memory+swap limit would be refused:
+    // unless the update says otherwise, swap goes unlimited too (runc).
+    if update["memory"]["limit"] == -1 && update["memory"]["swap"].is_null() {
+        base["memory"]["swap"] = (-1).into();
+    }
     serde_path_to_error::deserialize(base)
         .map_err(|e| Error::msg(format!("linux.resources.{}: {}", e.path(), e.inner())))
 }
