@@ -207,7 +207,7 @@ fn the_container_sees_its_own_cgroup_and_limits() {
     let lines: Vec<&str> = text.lines().collect();
     // A cgroup namespace rooted at the container's cgroup.
     assert!(
-        lines.iter().any(|l| *l == "0::/") && lines.iter().any(|l| l.ends_with(":memory:/")),
+        lines.contains(&"0::/") && lines.iter().any(|l| l.ends_with(":memory:/")),
         "{text}"
     );
     let n = lines.len();
