@@ -2,7 +2,10 @@
 //! delete, list and run, with the runtime-spec's status rules
 //! (creating → created → running → stopped).
 
+mod resources;
+
 use crate::bail;
+use crate::cgroups;
 use crate::error::{Context, Error, Result};
 use crate::foreground;
 use crate::hooks::{self, Kind};
@@ -20,6 +23,8 @@ use std::path::{Path, PathBuf};
 pub enum Status {
     Created,
     Running,
+    /// Frozen by `pause`.
+    Paused,
     Stopped,
 }
 
@@ -28,6 +33,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -65,6 +71,8 @@ pub struct RunOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `--systemd-cgroup`: `linux.cgroupsPath` is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// How `exec` builds its process: from a process.json, or from the
@@ -98,6 +106,8 @@ impl Runtime {
     pub fn status(&self, st: &State) -> Status {
         if !init_alive(st) {
             Status::Stopped
+        } else if st.cgroup.as_ref().is_some_and(cgroups::is_frozen) {
+            Status::Paused
         } else if state::exec_socket_exists(&self.store, &st.id) {
             Status::Created
         } else {
@@ -126,6 +136,7 @@ impl Runtime {
             console_socket: o.console_socket.clone(),
             relay_tty,
             sigmask,
+            systemd_cgroup: o.systemd_cgroup,
         };
         match process::create(&bundle, &locked, &opts) {
             Ok(c) => Ok(c),
@@ -147,6 +158,7 @@ impl Runtime {
         match self.status(&st) {
             Status::Created => {}
             Status::Running => bail!("cannot start an already running container"),
+            Status::Paused => bail!("cannot start a paused container"),
             Status::Stopped => bail!("cannot start a container that has stopped"),
         }
         let dir = nix::fcntl::open(
@@ -212,14 +224,32 @@ impl Runtime {
             bail!("container not running");
         }
         let fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
-        if all {
-            for pid in container_pids(&st) {
-                if pid != st.pid {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::try_from(sig).ok());
+        match &st.cgroup {
+            Some(rec) if all => {
+                cgroups::signal_all(cgroups::open(rec).as_ref(), sig)?;
+            }
+            _ => {
+                if all {
+                    for pid in container_pids(&st) {
+                        if pid != st.pid {
+                            let _ = nix::sys::signal::kill(
+                                Pid::from_raw(pid),
+                                Signal::try_from(sig).ok(),
+                            );
+                        }
+                    }
                 }
+                fd.signal(sig).ctx(|| format!("kill container {id:?}"))?;
             }
         }
-        fd.signal(sig).ctx(|| format!("kill container {id:?}"))
+        // Frozen processes would only die once thawed.
+        if sig == libc::SIGKILL
+            && let Some(rec) = &st.cgroup
+            && cgroups::is_frozen(rec)
+        {
+            cgroups::open(rec).freeze(false)?;
+        }
+        Ok(())
     }
 
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
@@ -241,8 +271,13 @@ impl Runtime {
         match status {
             Status::Stopped => {}
             Status::Created => self.kill_and_wait(&st)?,
-            Status::Running if force => self.kill_and_wait(&st)?,
-            Status::Running => bail!("cannot delete container {id} that is not stopped: {status}"),
+            Status::Running | Status::Paused if force => self.kill_and_wait(&st)?,
+            Status::Running | Status::Paused => {
+                bail!("cannot delete container {id} that is not stopped: {status}")
+            }
+        }
+        if let Some(rec) = &st.cgroup {
+            cgroups::kill_and_destroy(rec)?;
         }
         locked.remove()?;
         if let Ok(spec) = stored_spec(&st) {
@@ -265,6 +300,11 @@ impl Runtime {
         match fd.signal(libc::SIGKILL) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
             Err(e) => return Err(e).ctx(|| format!("kill container {:?}", st.id)),
+        }
+        if let Some(rec) = &st.cgroup
+            && cgroups::is_frozen(rec)
+        {
+            cgroups::open(rec).freeze(false)?;
         }
         if !fd.wait_exit(10_000) {
             bail!("container {:?}: init did not exit after SIGKILL", st.id);
@@ -307,8 +347,10 @@ impl Runtime {
     /// exit status.
     pub fn exec(&self, id: &str, req: &ExecRequest) -> Result<i32> {
         let st = self.store.load(id)?;
-        if self.status(&st) == Status::Stopped {
-            bail!("cannot exec in a stopped container");
+        match self.status(&st) {
+            Status::Stopped => bail!("cannot exec in a stopped container"),
+            Status::Paused => bail!("cannot exec in a paused container"),
+            Status::Created | Status::Running => {}
         }
         let spec = stored_spec(&st)?;
         let process = exec_process(&spec, req)?;
@@ -324,6 +366,7 @@ impl Runtime {
             console_socket: req.console_socket.clone(),
             preserve_fds: req.preserve_fds,
             sigmask: old,
+            cgroup: st.cgroup.clone(),
         };
         let started = process::exec::start(&spec, st.pid, &process, &opts)?;
         if req.detach {
@@ -335,9 +378,13 @@ impl Runtime {
     }
 }
 
-/// Every process in the container's PID namespace when it has its own
+/// Every process in the container's cgroup; for containers without a
+/// recorded cgroup, every process in its PID namespace when it has its own
 /// (found by the namespace inode), else just the init.
 fn container_pids(st: &State) -> Vec<i32> {
+    if let Some(rec) = &st.cgroup {
+        return cgroups::pids(cgroups::open(rec).as_ref()).unwrap_or_default();
+    }
     let ns = |pid: i32| {
         std::fs::metadata(format!("/proc/{pid}/ns/pid"))
             .ok()

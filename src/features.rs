@@ -59,7 +59,9 @@ pub fn document() -> serde_json::Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
+            // systemd: --systemd-cgroup paths are accepted, but capsa does
+            // not talk to systemd; it manages the cgroups itself.
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": [
@@ -86,7 +88,12 @@ pub fn document() -> serde_json::Value {
         },
         "annotations": {
             "org.opencontainers.runtime-spec.version": OCI_VERSION,
-            "io.github.capsa.version": env!("CARGO_PKG_VERSION")
+            "io.github.capsa.version": env!("CARGO_PKG_VERSION"),
+            "io.github.capsa.cgroup.v1.controllers":
+                "blkio,cpu,cpuacct,cpuset,devices,freezer,hugetlb,memory,net_cls,net_prio,pids,rdma",
+            "io.github.capsa.cgroup.v2.controllers": "cpu,cpuset,hugetlb,io,memory,pids,rdma",
+            "io.github.capsa.cgroup.v2.devices": "ebpf",
+            "io.github.capsa.cgroup.host": crate::cgroups::host_summary()
         }
     })
 }

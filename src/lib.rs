@@ -4,6 +4,7 @@
 //! is here, one module per concern.
 
 pub mod capabilities;
+pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod features;

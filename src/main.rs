@@ -25,7 +25,8 @@ struct Cli {
     /// Print debug messages, with timings of each setup phase
     #[arg(long, global = true)]
     debug: bool,
-    /// Accepted for compatibility; cgroups are managed through cgroupfs
+    /// Take linux.cgroupsPath as systemd's slice:prefix:name (cgroups are
+    /// still managed through cgroupfs)
     #[arg(long, global = true)]
     systemd_cgroup: bool,
     /// Rootless mode: true, false or auto (before the subcommand)
@@ -125,6 +126,31 @@ enum Command {
     Features,
     /// Run a new process in a running container
     Exec(ExecArgs),
+    /// Change a container's resource limits
+    Update(Box<UpdateArgs>),
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// List a container's processes
+    Ps {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: ListFormat,
+        id: String,
+        /// Options for ps(1) (default -ef), table format only
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print a container's OOM events and resource usage as JSON lines
+    Events {
+        /// Print the usage once and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between usage reports
+        #[arg(long, default_value = "5s", value_name = "DURATION")]
+        interval: String,
+        id: String,
+    },
     /// Not supported yet
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -181,6 +207,69 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// A runtime-spec LinuxResources JSON file ("-" for stdin) holding the
+    /// values to change; the other flags are then ignored
+    #[arg(short, long, value_name = "FILE")]
+    resources: Option<PathBuf>,
+    /// Block I/O weight (10-1000)
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    /// CPU CFS period in microseconds
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds per period (-1: none)
+    #[arg(long, allow_negative_numbers = true)]
+    cpu_quota: Option<i64>,
+    /// CPU CFS burst in microseconds
+    #[arg(long)]
+    cpu_burst: Option<u64>,
+    /// CPU shares (relative weight)
+    #[arg(long, alias = "cpu-share")]
+    cpu_shares: Option<u64>,
+    /// CPU realtime period in microseconds
+    #[arg(long)]
+    cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime in microseconds per period
+    #[arg(long, allow_negative_numbers = true)]
+    cpu_rt_runtime: Option<i64>,
+    /// CPUs the processes may run on (0-3,8)
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes the processes may use
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    /// SCHED_IDLE for the cgroup (1) or not (0)
+    #[arg(long)]
+    cpu_idle: Option<i64>,
+    /// Memory limit (bytes, or 512m, 1g...; -1: none)
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long, allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: unlimited swap)
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Kernel memory limit (obsolete; where the kernel still has it)
+    #[arg(long, allow_hyphen_values = true)]
+    kernel_memory: Option<String>,
+    /// Kernel TCP buffer memory limit (where the kernel still has it)
+    #[arg(long, allow_hyphen_values = true)]
+    kernel_memory_tcp: Option<String>,
+    /// Maximum number of processes (-1: none)
+    #[arg(long, allow_negative_numbers = true)]
+    pids_limit: Option<i64>,
+    /// Intel RDT L3 cache schema (not supported)
+    #[arg(long)]
+    l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (not supported)
+    #[arg(long)]
+    mem_bw_schema: Option<String>,
+    id: String,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum ListFormat {
     Table,
@@ -210,6 +299,28 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "keep",
         "force",
         "all",
+        "resources",
+        "blkio-weight",
+        "cpu-period",
+        "cpu-quota",
+        "cpu-burst",
+        "cpu-share",
+        "cpu-shares",
+        "cpu-rt-period",
+        "cpu-rt-runtime",
+        "cpuset-cpus",
+        "cpuset-mems",
+        "cpu-idle",
+        "memory",
+        "memory-reservation",
+        "memory-swap",
+        "kernel-memory",
+        "kernel-memory-tcp",
+        "pids-limit",
+        "l3-cache-schema",
+        "mem-bw-schema",
+        "stats",
+        "interval",
         "format",
         "quiet",
         "version",
@@ -296,7 +407,7 @@ fn main() {
         LogFormat::Json => Format::Json,
     };
     logging::init(cli.log.as_deref(), format, cli.debug);
-    let _ = (&cli.criu, cli.systemd_cgroup, &cli.rootless);
+    let _ = (&cli.criu, &cli.rootless);
     if cli.version {
         print!("{}", capsa::version_text());
         return;
@@ -306,7 +417,7 @@ fn main() {
         std::process::exit(1);
     };
     let rt = Runtime::new(cli.root.unwrap_or_else(capsa::state::default_root));
-    match dispatch(&rt, command) {
+    match dispatch(&rt, command, cli.systemd_cgroup) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             logging::error(&e.to_string());
@@ -315,7 +426,7 @@ fn main() {
     }
 }
 
-fn run_options(c: &CreateArgs) -> capsa::Result<RunOptions> {
+fn run_options(c: &CreateArgs, systemd_cgroup: bool) -> capsa::Result<RunOptions> {
     Ok(RunOptions {
         bundle: bundle_dir(c.bundle.as_deref()),
         pid_file: c.pid_file.clone(),
@@ -323,13 +434,14 @@ fn run_options(c: &CreateArgs) -> capsa::Result<RunOptions> {
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
+        systemd_cgroup,
     })
 }
 
-fn dispatch(rt: &Runtime, command: Command) -> capsa::Result<i32> {
+fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Result<i32> {
     match command {
         Command::Create(c) => {
-            let o = run_options(&c)?;
+            let o = run_options(&c, systemd_cgroup)?;
             let mask = nix::sys::signal::SigSet::thread_get_mask()
                 .unwrap_or_else(|_| nix::sys::signal::SigSet::empty());
             rt.create(&c.id, &o, mask, false)?;
@@ -340,7 +452,7 @@ fn dispatch(rt: &Runtime, command: Command) -> capsa::Result<i32> {
             detach,
             keep,
         } => {
-            let o = run_options(&create)?;
+            let o = run_options(&create, systemd_cgroup)?;
             return rt.run(&create.id, &o, detach, keep);
         }
         Command::State { id } => {
@@ -386,6 +498,35 @@ fn dispatch(rt: &Runtime, command: Command) -> capsa::Result<i32> {
             };
             return rt.exec(&e.id, &req);
         }
+        Command::Update(u) => rt.update(&u.id, &update_resources(&u)?)?,
+        Command::Pause { id } => rt.pause(&id)?,
+        Command::Resume { id } => rt.resume(&id)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => match format {
+            ListFormat::Json => {
+                if !ps_args.is_empty() {
+                    return Err(capsa::Error::msg(
+                        "ps: options for ps(1) need --format table",
+                    ));
+                }
+                let pids = rt.pids(&id)?;
+                println!("{}", serde_json::to_string(&pids).expect("json serializes"));
+            }
+            ListFormat::Table => print!("{}", rt.ps_table(&id, &ps_args)?),
+        },
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let interval = humantime::parse_duration(&interval).map_err(|e| {
+                capsa::Error::msg(format!("invalid value {interval:?} for --interval: {e}"))
+            })?;
+            rt.events(&id, stats, interval, &mut std::io::stdout())?;
+        }
         Command::Other(args) => {
             let name = args.first().map(String::as_str).unwrap_or("");
             return Err(capsa::Error::msg(format!(
@@ -394,6 +535,81 @@ fn dispatch(rt: &Runtime, command: Command) -> capsa::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The LinuxResources document `update` applies: the --resources file, or
+/// one built from the flags (runc's units; -1 means unlimited).
+fn update_resources(u: &UpdateArgs) -> capsa::Result<serde_json::Value> {
+    use serde_json::{Map, Value, json};
+    if u.l3_cache_schema.is_some() || u.mem_bw_schema.is_some() {
+        return Err(capsa::Error::msg("update: Intel RDT is not supported"));
+    }
+    if let Some(f) = &u.resources {
+        let data = if f.as_os_str() == "-" {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).map(|_| v)
+        } else {
+            std::fs::read(f)
+        }
+        .map_err(|e| capsa::Error::msg(format!("update: --resources {}: {e}", f.display())))?;
+        return serde_json::from_slice(&data)
+            .map_err(|e| capsa::Error::msg(format!("update: --resources {}: {e}", f.display())));
+    }
+    let size = |v: &Option<String>, flag: &str| -> capsa::Result<Option<i64>> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some("-1") => Ok(Some(-1)),
+            Some(s) => capsa::cgroups::parse_size(s)
+                .map(Some)
+                .map_err(|e| capsa::Error::msg(format!("invalid value for --{flag}: {e}"))),
+        }
+    };
+    fn put<T: serde::Serialize>(m: &mut Map<String, Value>, k: &str, v: Option<T>) {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    let mut memory = Map::new();
+    put(&mut memory, "limit", size(&u.memory, "memory")?);
+    put(
+        &mut memory,
+        "reservation",
+        size(&u.memory_reservation, "memory-reservation")?,
+    );
+    put(&mut memory, "swap", size(&u.memory_swap, "memory-swap")?);
+    put(
+        &mut memory,
+        "kernel",
+        size(&u.kernel_memory, "kernel-memory")?,
+    );
+    put(
+        &mut memory,
+        "kernelTCP",
+        size(&u.kernel_memory_tcp, "kernel-memory-tcp")?,
+    );
+    let mut cpu = Map::new();
+    put(&mut cpu, "shares", u.cpu_shares);
+    put(&mut cpu, "quota", u.cpu_quota);
+    put(&mut cpu, "period", u.cpu_period);
+    put(&mut cpu, "burst", u.cpu_burst);
+    put(&mut cpu, "realtimePeriod", u.cpu_rt_period);
+    put(&mut cpu, "realtimeRuntime", u.cpu_rt_runtime);
+    put(&mut cpu, "cpus", u.cpuset_cpus.clone());
+    put(&mut cpu, "mems", u.cpuset_mems.clone());
+    put(&mut cpu, "idle", u.cpu_idle);
+    let mut r = Map::new();
+    for (k, m) in [("memory", memory), ("cpu", cpu)] {
+        if !m.is_empty() {
+            r.insert(k.into(), Value::Object(m));
+        }
+    }
+    if let Some(w) = u.blkio_weight {
+        r.insert("blockIO".into(), json!({ "weight": w }));
+    }
+    if let Some(l) = u.pids_limit {
+        r.insert("pids".into(), json!({ "limit": l }));
+    }
+    Ok(Value::Object(r))
 }
 
 fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {

@@ -212,22 +212,15 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     Ok(rootfs)
 }
 
-/// cgroup limits are not applied yet: accept only what changes nothing
-/// (runc's default deny-all device rule, which the container's own /dev
-/// already implies), and refuse the rest clearly.
+/// What can be checked of `linux.resources` without the host: the device
+/// rules. Everything else is checked as it is applied to the container's
+/// cgroup, where an error names the field the host cannot honour.
 fn check_resources(r: &oci_spec::runtime::LinuxResources) -> Result<()> {
-    let mut v = serde_json::to_value(r).map_err(|e| Error::msg(e.to_string()))?;
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("devices");
-        obj.retain(|_, v| !v.is_null());
-        if let Some(k) = obj.keys().next() {
-            return Err(field_err(
-                format!("linux.resources.{k}"),
-                "cgroup limits are not supported yet",
-            ));
-        }
-    }
-    Ok(())
+    crate::cgroups::devices::rules(
+        r.devices().as_ref(),
+        &format!("{CONFIG}: linux.resources.devices"),
+    )
+    .map(drop)
 }
 
 /// AppArmor and SELinux settings are refused where the host lacks the LSM,

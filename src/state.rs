@@ -61,6 +61,10 @@ pub struct State {
     /// The config the container was created from, so later commands do not
     /// depend on the bundle's config.json staying the same.
     pub config: serde_json::Value,
+    /// The container's cgroups (absent in states written before capsa
+    /// managed cgroups).
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroups::Record>,
 }
 
 /// The root directory holding every container's state.

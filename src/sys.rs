@@ -179,6 +179,12 @@ impl PidFd {
     }
 }
 
+impl std::os::fd::AsFd for PidFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 /// Joins a new session keyring named `name`, so the container does not
 /// share the caller's keys.
 pub fn join_session_keyring(name: &str) -> Result<(), Errno> {

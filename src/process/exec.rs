@@ -26,6 +26,8 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// The caller's signal mask, for the new process.
     pub sigmask: SigSet,
+    /// The container's cgroups, which the process joins before it runs.
+    pub cgroup: Option<crate::cgroups::Record>,
 }
 
 /// The started process: its host pid and, when capsa relays the
@@ -126,6 +128,9 @@ pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) 
     drop(console_child);
     drop(nss);
     let result = (|| {
+        if let Some(rec) = &opts.cgroup {
+            crate::cgroups::open(rec).add_pid(pid.as_raw())?;
+        }
         parent.send(&Msg::Continue)?;
         match parent.recv()? {
             // The channel is close-on-exec: end-of-file means the exec worked.

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod init;
 pub mod sync;
 
+use crate::cgroups;
 use crate::error::{Context, Error, Result};
 use crate::namespaces;
 use crate::spec::Bundle;
@@ -34,6 +35,8 @@ pub struct CreateOptions {
     /// The signal mask to give the init (the caller's, before capsa blocked
     /// any signals of its own).
     pub sigmask: SigSet,
+    /// `--systemd-cgroup`: `linux.cgroupsPath` is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// The exec socket is bound and connected through the state directory's
@@ -101,6 +104,7 @@ fn console(bundle: &Bundle, opts: &CreateOptions) -> Result<(Option<OwnedFd>, Op
 /// failure the init is gone (and with it every mount it made).
 pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<Created> {
     let plan = namespaces::plan(&bundle.spec);
+    let mut cgroup = cgroups::for_container(&bundle.spec, &opts.id, opts.systemd_cgroup)?;
     let ns_fds = plan.open()?;
     let (console_child, console_parent) = console(bundle, opts)?;
     let listener = exec_listener(locked)?;
@@ -133,16 +137,21 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     drop(listener);
     drop(ns_fds);
     drop(console_child);
-    let result = finish_create(bundle, locked, opts, pid, &parent).and_then(|state| {
-        let pty_master = match &console_parent {
-            Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
-            None => None,
-        };
-        Ok(Created { state, pty_master })
-    });
+    // The init waits for Continue: it joins its cgroup, under its limits,
+    // before it does anything of the container's.
+    let result = cgroups::setup(cgroup.as_mut(), pid.as_raw())
+        .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cgroup.record()))
+        .and_then(|state| {
+            let pty_master = match &console_parent {
+                Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
+                None => None,
+            };
+            Ok(Created { state, pty_master })
+        });
     if result.is_err() {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
+        let _ = cgroups::destroy(cgroup.record());
     }
     result
 }
@@ -153,6 +162,7 @@ fn finish_create(
     opts: &CreateOptions,
     pid: Pid,
     chan: &sync::Channel,
+    cgroup: &cgroups::Record,
 ) -> Result<State> {
     let gone = "container init exited during setup";
     if plan_has_new_userns(&bundle.spec) {
@@ -192,6 +202,7 @@ fn finish_create(
             .collect(),
         started: false,
         config: bundle.raw.clone(),
+        cgroup: Some(cgroup.clone()),
     };
     locked.save(&state)?;
     if let Some(p) = &opts.pid_file {

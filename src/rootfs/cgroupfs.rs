@@ -6,68 +6,11 @@
 
 use super::mount_options::MountOptions;
 use super::{NONE, paths};
+use crate::cgroups::mounts::{Hierarchy, cgroup_in, hierarchies, proc_cgroup};
 use crate::error::{Context, Result};
 use nix::mount::{MsFlags, mount as sys_mount};
 use std::os::fd::BorrowedFd;
-use std::path::{Path, PathBuf};
-
-/// One cgroup hierarchy mounted on the host.
-struct Hierarchy {
-    mountpoint: PathBuf,
-    /// The hierarchy path mounted there (usually `/`).
-    root: String,
-    fstype: String,
-    /// Super options, e.g. `rw,cpu` or `rw,name=systemd`.
-    options: String,
-}
-
-fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 || !matches!(post[0], "cgroup" | "cgroup2") {
-            continue;
-        }
-        out.push(Hierarchy {
-            mountpoint: PathBuf::from(unescape(pre[4])),
-            root: unescape(pre[3]),
-            fstype: post[0].to_string(),
-            options: post[2].to_string(),
-        });
-    }
-    Ok(out)
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
-/// This process's cgroup path in the hierarchy identified by `options`.
-fn own_cgroup(h: &Hierarchy, proc_cgroup: &str) -> Option<String> {
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let matches = if h.fstype == "cgroup2" {
-            ctrls.is_empty()
-        } else {
-            let opts: Vec<&str> = h.options.split(',').collect();
-            !ctrls.is_empty() && ctrls.split(',').all(|c| opts.contains(&c))
-        };
-        if matches {
-            return Some(path.to_string());
-        }
-    }
-    None
-}
+use std::path::Path;
 
 pub fn mount(
     root: BorrowedFd<'_>,
@@ -77,8 +20,7 @@ pub fn mount(
     cgroupns: bool,
 ) -> Result<()> {
     let hs = hierarchies()?;
-    let proc_cgroup =
-        std::fs::read_to_string("/proc/self/cgroup").ctx(|| "read /proc/self/cgroup")?;
+    let proc_cgroup = proc_cgroup("self")?;
     let pure_v2 = hs
         .iter()
         .any(|h| h.fstype == "cgroup2" && h.mountpoint == Path::new("/sys/fs/cgroup"));
@@ -161,11 +103,8 @@ fn mount_hierarchy(
         Some(h) => {
             // Without a cgroup namespace, show only the container's own
             // cgroup, as runc does.
-            let own = own_cgroup(h, proc_cgroup).unwrap_or_else(|| "/".into());
-            let rel = own
-                .strip_prefix(h.root.trim_end_matches('/'))
-                .unwrap_or(&own);
-            let src = h.mountpoint.join(rel.trim_start_matches('/'));
+            let own = cgroup_in(h, proc_cgroup).unwrap_or_else(|| "/".into());
+            let src = h.dir_of(&own).unwrap_or_else(|| h.mountpoint.clone());
             sys_mount(
                 Some(&src),
                 target.as_str(),

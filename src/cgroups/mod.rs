@@ -1,0 +1,610 @@
+//! A container's cgroups: one [`Manager`] interface with a v1 backend (also
+//! used on hybrid hosts, as runc does) and a v2 backend, chosen from the
+//! host's mounts when the container is created and remembered in its
+//! state, so later commands find the same directories whatever their own
+//! cgroup or flags.
+//!
+//! `create` makes the directories, applies `linux.resources` and moves the
+//! init in before it runs any of the container's setup; `update` merges new
+//! resources in and applies them again (device rules excepted, as in runc);
+//! `delete` removes every directory create made.
+
+pub mod devices;
+pub mod ebpf;
+pub mod mounts;
+pub mod oom;
+pub mod path;
+pub mod stats;
+pub mod v1;
+pub mod v2;
+
+use crate::error::{Context, Error, Result, errno_text};
+use mounts::{Hierarchy, Mode};
+use nix::errno::Errno;
+use oci_spec::runtime::{LinuxResources, Spec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The key of the cgroup2 directory in [`Record::paths`].
+pub const UNIFIED: &str = "unified";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// What the container's state keeps about its cgroups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: Version,
+    /// v1: each controller (and `name=` hierarchy, and `unified` on a hybrid
+    /// host) → the container's directory in it; v2: `unified` → the
+    /// container's directory.
+    pub paths: BTreeMap<String, PathBuf>,
+    /// Directories `create` made, parents before children; `delete`
+    /// removes them (and always the container's own directories).
+    #[serde(default)]
+    pub created: Vec<PathBuf>,
+    /// The resources in force: the config's, with every update merged in.
+    #[serde(default)]
+    pub resources: Option<LinuxResources>,
+    /// Whether the path came from `--systemd-cgroup`'s `slice:prefix:name`.
+    #[serde(default)]
+    pub systemd: bool,
+}
+
+impl Record {
+    /// The container's own directories, each once (co-mounted v1
+    /// controllers share one).
+    pub fn dirs(&self) -> Vec<&Path> {
+        let mut out: Vec<&Path> = Vec::new();
+        for p in self.paths.values() {
+            if !out.contains(&p.as_path()) {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+/// How errors name the resource being applied: `config.json:
+/// linux.resources.memory.limit` at create, `linux.resources.memory.limit`
+/// for an update.
+#[derive(Debug, Clone)]
+pub struct Fields {
+    prefix: &'static str,
+    /// An update: device rules stay as they are (as with runc) and
+    /// `memory.checkBeforeUpdate` applies.
+    pub update: bool,
+}
+
+impl Fields {
+    pub fn config() -> Fields {
+        Fields {
+            prefix: "config.json: linux.resources",
+            update: false,
+        }
+    }
+
+    pub fn update() -> Fields {
+        Fields {
+            prefix: "linux.resources",
+            update: true,
+        }
+    }
+
+    pub fn name(&self, field: &str) -> String {
+        format!("{}.{field}", self.prefix)
+    }
+}
+
+/// One backend's operations on one container's cgroup.
+pub trait Manager {
+    fn record(&self) -> &Record;
+    /// Creates the directories (remembering which were new).
+    fn create(&mut self) -> Result<()>;
+    /// Applies resources; an unset field is left alone, a set one the host
+    /// cannot honour is an error naming it.
+    fn set(&self, r: &LinuxResources, f: &Fields) -> Result<()>;
+    /// Moves a process in.
+    fn add_pid(&self, pid: i32) -> Result<()>;
+    /// The directory whose `cgroup.procs` (with its children's) lists the
+    /// container's processes.
+    fn procs_dir(&self) -> Option<&Path>;
+    /// Freezes (pause) or thaws (resume) every process.
+    fn freeze(&self, frozen: bool) -> Result<()>;
+    fn is_frozen(&self) -> bool;
+    /// Whether the container can be paused at all (a freezer exists).
+    fn can_freeze(&self) -> bool;
+    /// Usage figures, in runc's `events --stats` format.
+    fn stats(&self) -> Result<stats::Stats>;
+    /// A handle that becomes readable on OOM events (`None` without a
+    /// memory controller).
+    fn oom_watch(&self) -> Result<Option<oom::OomWatch>>;
+}
+
+/// The manager for a container about to be created: the host's layout
+/// decides the backend; `linux.cgroupsPath` (see [`path`]) the directories.
+pub fn for_container(spec: &Spec, id: &str, systemd: bool) -> Result<Box<dyn Manager>> {
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let inner = path::inner(cgroups_path.as_ref().and_then(|p| p.to_str()), id, systemd)?;
+    let hs = mounts::hierarchies()?;
+    let own = mounts::proc_cgroup("self")?;
+    let mode = Mode::of(&hs).ok_or_else(|| {
+        Error::msg("cgroups: no cgroup filesystem is mounted (looked in /proc/self/mountinfo)")
+    })?;
+    let dir_in = |h: &Hierarchy| -> Result<PathBuf> {
+        let own_path = mounts::cgroup_in(h, &own).unwrap_or_else(|| "/".into());
+        let p = inner.within(&own_path);
+        h.dir_of(&p.to_string_lossy()).ok_or_else(|| {
+            Error::msg(format!(
+                "cgroups: {} is outside the part of the hierarchy mounted at {}",
+                p.display(),
+                h.mountpoint.display()
+            ))
+        })
+    };
+    let mut rec = Record {
+        version: Version::V1,
+        paths: BTreeMap::new(),
+        created: Vec::new(),
+        resources: spec.linux().as_ref().and_then(|l| l.resources().clone()),
+        systemd,
+    };
+    if mode == Mode::Unified {
+        let h = mounts::unified(&hs).expect("unified mode has a cgroup2 mount");
+        rec.version = Version::V2;
+        rec.paths.insert(UNIFIED.into(), dir_in(h)?);
+        return Ok(Box::new(v2::V2::new(rec, Some(h.mountpoint.clone()))));
+    }
+    for h in &hs {
+        // A hierarchy mounted twice: the first mount serves.
+        let names = h.names();
+        if names.iter().any(|n| rec.paths.contains_key(*n))
+            || (h.is_v2() && rec.paths.contains_key(UNIFIED))
+        {
+            continue;
+        }
+        if h.is_v2() {
+            // Hybrid: joined, so the container sees its own cgroup there
+            // too, but limits are v1's (as runc does).
+            rec.paths.insert(UNIFIED.into(), dir_in(h)?);
+            continue;
+        }
+        let dir = dir_in(h)?;
+        for name in names {
+            rec.paths.insert(name.to_string(), dir.clone());
+        }
+    }
+    if !rec.paths.contains_key("devices") {
+        // Like runc: without it nothing would keep the container off the
+        // host's devices.
+        return Err(Error::msg(
+            "cgroups: the v1 devices controller is not mounted; refusing to run a container without device restrictions",
+        ));
+    }
+    Ok(Box::new(v1::V1::new(rec)))
+}
+
+/// The manager for an existing container's recorded cgroup.
+pub fn open(rec: &Record) -> Box<dyn Manager> {
+    match rec.version {
+        Version::V1 => Box::new(v1::V1::new(rec.clone())),
+        Version::V2 => Box::new(v2::V2::new(rec.clone(), None)),
+    }
+}
+
+/// Everything `create` does to the cgroup of the new init `pid`, before the
+/// init may go on: directories, limits, then the move.
+pub fn setup(m: &mut dyn Manager, pid: i32) -> Result<()> {
+    m.create()?;
+    if let Some(r) = m.record().resources.clone() {
+        m.set(&r, &Fields::config())?;
+    }
+    m.add_pid(pid)
+}
+
+/// Every process in the container's cgroup and the cgroups below it.
+pub fn pids(m: &dyn Manager) -> Result<Vec<i32>> {
+    let mut out = Vec::new();
+    if let Some(dir) = m.procs_dir() {
+        collect_pids(dir, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let text = match std::fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("read {}/cgroup.procs", dir.display())),
+    };
+    out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    for sub in subdirs(dir) {
+        collect_pids(&sub, out)?;
+    }
+    Ok(())
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends `sig` to every process of the container: frozen first (when a
+/// freezer exists) so none can fork away meanwhile, then thawed.
+pub fn signal_all(m: &dyn Manager, sig: i32) -> Result<()> {
+    let sig = nix::sys::signal::Signal::try_from(sig).ok();
+    let freeze = m.can_freeze() && !m.is_frozen();
+    if freeze {
+        m.freeze(true)?;
+    }
+    let result = pids(m).map(|pids| {
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    });
+    if freeze {
+        m.freeze(false)?;
+    }
+    result
+}
+
+/// Removes the container's directories (with the cgroups its processes
+/// made below the ones create made), then the parents create made. A
+/// directory stays busy until its last process is reaped: that is waited
+/// out, boundedly. A directory that existed before the container is only
+/// removed if it is empty.
+pub fn destroy(rec: &Record) -> Result<()> {
+    for dir in rec.dirs() {
+        if rec.created.iter().any(|c| c == dir) {
+            remove_tree(dir)?;
+        } else {
+            match remove_dir(dir) {
+                Ok(()) | Err(Errno::EBUSY | Errno::ENOTEMPTY) => {}
+                Err(e) => return Err(e).ctx(|| format!("remove cgroup {}", dir.display())),
+            }
+        }
+    }
+    for dir in rec.created.iter().rev() {
+        match rmdir(dir) {
+            // Shared with another container, or gone already.
+            Ok(()) | Err(Errno::ENOENT | Errno::EBUSY | Errno::ENOTEMPTY | Errno::EEXIST) => {}
+            Err(e) => return Err(e).ctx(|| format!("remove cgroup {}", dir.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Kills whatever is left in the container's cgroup (processes outlive
+/// the init without a PID namespace of its own), then [`destroy`]s it.
+pub fn kill_and_destroy(rec: &Record) -> Result<()> {
+    let m = open(rec);
+    if pids(m.as_ref()).is_ok_and(|p| !p.is_empty()) {
+        signal_all(m.as_ref(), libc::SIGKILL)?;
+    }
+    if m.is_frozen() {
+        m.freeze(false)?;
+    }
+    destroy(rec)
+}
+
+/// Whether the container's processes are frozen (paused).
+pub fn is_frozen(rec: &Record) -> bool {
+    open(rec).is_frozen()
+}
+
+fn rmdir(dir: &Path) -> std::result::Result<(), Errno> {
+    std::fs::remove_dir(dir).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+fn remove_tree(dir: &Path) -> Result<()> {
+    for sub in subdirs(dir) {
+        remove_tree(&sub)?;
+    }
+    remove_dir(dir).ctx(|| format!("remove cgroup {}", dir.display()))
+}
+
+/// rmdir, waiting (up to 5 s) while the cgroup is busy with exiting
+/// processes; a missing directory is fine.
+fn remove_dir(dir: &Path) -> std::result::Result<(), Errno> {
+    let mut wait = Duration::from_millis(1);
+    let mut waited = Duration::ZERO;
+    loop {
+        match rmdir(dir) {
+            Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+            Err(Errno::EBUSY) if waited < Duration::from_secs(5) => {
+                std::thread::sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Makes `dir` and its missing parents, appending the new ones to
+/// `created`, parents first. `fresh` runs on each new directory.
+fn mkdir_all(
+    dir: &Path,
+    created: &mut Vec<PathBuf>,
+    fresh: &mut dyn FnMut(&Path) -> Result<()>,
+) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(&d) {
+            Ok(()) => {
+                created.push(d.clone());
+                fresh(&d)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx(|| format!("create cgroup {}", d.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `value` to the control file `dir/file` (opened without O_CREAT,
+/// truncated, as runc does); errors name `field` and say what is missing.
+pub(crate) fn write(dir: &Path, file: &str, value: &str, field: &str) -> Result<()> {
+    write_raw(dir, file, value).map_err(|e| write_error(dir, file, value, field, e))
+}
+
+/// The error for a failed write of `value` to `dir/file` for `field`.
+pub(crate) fn write_error(dir: &Path, file: &str, value: &str, field: &str, e: Errno) -> Error {
+    match e {
+        Errno::ENOENT if !dir.exists() => {
+            Error::msg(format!("{field}: cgroup {} does not exist", dir.display()))
+        }
+        Errno::ENOENT => Error::msg(format!(
+            "{field}: this host does not support it ({} does not exist)",
+            dir.join(file).display()
+        )),
+        e => Error::msg(format!(
+            "{field}: write {value:?} to {}: {}",
+            dir.join(file).display(),
+            errno_text(e)
+        )),
+    }
+}
+
+pub(crate) fn write_raw(dir: &Path, file: &str, value: &str) -> std::result::Result<(), Errno> {
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(dir.join(file))
+        .map_err(errno)?;
+    f.write_all(value.as_bytes()).map_err(errno)
+}
+
+/// A control file's contents, trimmed; `None` if it cannot be read.
+pub(crate) fn read(dir: &Path, file: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(file))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// A numeric control file; `max` reads as `u64::MAX`.
+pub(crate) fn read_u64(dir: &Path, file: &str) -> Option<u64> {
+    let s = read(dir, file)?;
+    if s == "max" {
+        return Some(u64::MAX);
+    }
+    s.parse().ok()
+}
+
+/// The value of `key` in a flat keyed file (`key value` lines).
+pub(crate) fn read_key(dir: &Path, file: &str, key: &str) -> Option<u64> {
+    read(dir, file)?.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Polls `done` until it holds (at most about `limit`).
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    let mut wait = Duration::from_micros(100);
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// The host's cgroup layout in a few words (for `features`).
+pub fn host_summary() -> String {
+    let Ok(hs) = mounts::hierarchies() else {
+        return "unknown".into();
+    };
+    let Some(mode) = Mode::of(&hs) else {
+        return "none".into();
+    };
+    let mut v1: Vec<&str> = hs
+        .iter()
+        .filter(|h| !h.is_v2())
+        .flat_map(|h| h.names())
+        .filter(|n| !n.starts_with("name="))
+        .collect();
+    v1.sort();
+    let v2 = mounts::unified(&hs)
+        .and_then(|h| read(&h.mountpoint, "cgroup.controllers"))
+        .unwrap_or_default()
+        .replace(' ', ",");
+    match mode {
+        Mode::Legacy => format!("v1 ({})", v1.join(",")),
+        Mode::Hybrid => format!("hybrid (v1: {}; v2: {v2})", v1.join(",")),
+        Mode::Unified => format!("v2 ({v2})"),
+    }
+}
+
+/// `update`'s resources merged into the ones in force: objects merge key by
+/// key, per-device lists replace the entry for the same major:minor, other
+/// values replace. Device rules are not updated.
+pub fn merge_resources(
+    current: Option<&LinuxResources>,
+    update: &serde_json::Value,
+) -> Result<LinuxResources> {
+    let mut base = serde_json::to_value(current.cloned().unwrap_or_default())
+        .map_err(|e| Error::msg(e.to_string()))?;
+    let mut update = update.clone();
+    if let Some(o) = update.as_object_mut() {
+        o.remove("devices");
+    }
+    merge_value(&mut base, &update);
+    // Unlimited memory with the old memory+swap limit would be refused:
+    // unless the update says otherwise, swap goes unlimited too (runc).
+    if update["memory"]["limit"] == -1 && update["memory"]["swap"].is_null() {
+        base["memory"]["swap"] = (-1).into();
+    }
+    serde_path_to_error::deserialize(base)
+        .map_err(|e| Error::msg(format!("linux.resources.{}: {}", e.path(), e.inner())))
+}
+
+fn merge_value(base: &mut serde_json::Value, update: &serde_json::Value) {
+    use serde_json::Value;
+    match (base, update) {
+        (Value::Object(b), Value::Object(u)) => {
+            for (k, v) in u {
+                if v.is_null() {
+                    continue;
+                }
+                match b.get_mut(k) {
+                    Some(slot) if !slot.is_null() => merge_value(slot, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(u)) if u.iter().all(is_device_entry) => {
+            for v in u {
+                let same = |x: &Value| x["major"] == v["major"] && x["minor"] == v["minor"];
+                match b.iter_mut().find(|x| same(x)) {
+                    Some(slot) => merge_value(slot, v),
+                    None => b.push(v.clone()),
+                }
+            }
+        }
+        (b, u) => *b = u.clone(),
+    }
+}
+
+fn is_device_entry(v: &serde_json::Value) -> bool {
+    v.get("major").is_some() && v.get("minor").is_some()
+}
+
+/// A size as runc's flags take it (Go's `units.RAMInBytes`): a number,
+/// optionally fractional, then an optional binary unit `k m g t p`, with
+/// an optional `b`/`ib` (`512m`, `1.5GiB`, `1024`).
+pub fn parse_size(s: &str) -> Result<i64> {
+    let bad = || Error::msg(format!("invalid size {s:?}"));
+    let t = s.trim();
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(num_end);
+    let num: f64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(bad()),
+    };
+    let v = num * (1u64 << shift) as f64;
+    if !v.is_finite() || v > i64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(v as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_runc() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("10 KB").unwrap(), 10240);
+        for bad in ["", "m", "-1", "1x", "1.2.3k"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn update_merges_into_the_resources_in_force() {
+        let cur: LinuxResources = serde_json::from_value(serde_json::json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": 1000, "swap": 2000},
+            "cpu": {"shares": 100, "cpus": "0"},
+            "blockIO": {"throttleReadBpsDevice": [{"major": 1, "minor": 2, "rate": 3},
+                                                   {"major": 4, "minor": 5, "rate": 6}]}
+        }))
+        .unwrap();
+        let up = serde_json::json!({
+            "memory": {"limit": 5000},
+            "cpu": {"cpus": "1", "mems": null},
+            "pids": {"limit": 7},
+            "devices": [{"allow": true, "access": "rwm"}],
+            "blockIO": {"throttleReadBpsDevice": [{"major": 4, "minor": 5, "rate": 60},
+                                                  {"major": 7, "minor": 8, "rate": 9}]}
+        });
+        let m = merge_resources(Some(&cur), &up).unwrap();
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v["memory"],
+            serde_json::json!({"limit": 5000, "swap": 2000})
+        );
+        assert_eq!(v["cpu"], serde_json::json!({"shares": 100, "cpus": "1"}));
+        assert_eq!(v["pids"]["limit"], 7);
+        assert_eq!(v["devices"][0]["allow"], false);
+        assert_eq!(
+            v["blockIO"]["throttleReadBpsDevice"],
+            serde_json::json!([{"major": 1, "minor": 2, "rate": 3},
+                               {"major": 4, "minor": 5, "rate": 60},
+                               {"major": 7, "minor": 8, "rate": 9}])
+        );
+        let e = merge_resources(None, &serde_json::json!({"memory": {"limit": "x"}})).unwrap_err();
+        assert!(
+            e.to_string().starts_with("linux.resources.memory.limit: "),
+            "{e}"
+        );
+    }
+}
