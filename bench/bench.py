@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """capsa against runc and crun, measured in one interleaved run.
 
-Usage: python3 bench/bench.py [-n 50] [--concurrent 100] [--rounds 3] [--out BENCHMARKS.md]
+Usage: python3 bench/bench.py [-n 50] [--concurrent 100] [--rounds 3] [--out BENCHMARKS.md] [--compare OLD.json]
 (`make bench` installs the peers, builds capsa and the bundle, then runs this.)
+Every run saves its medians to target/bench/results.json; `--compare` with a copy of an earlier one adds a
+capsa-against-itself table (a regression check, for reading, never an assertion).
 
 What is measured, per runtime, interleaved (each round runs every runtime once, the order rotating from
 round to round so no runtime always goes first):
@@ -42,6 +44,7 @@ SPAWN_SRC = os.path.join(REPO, "bench", "spawn.rs")
 SPAWN_BIN = os.path.join(REPO, "target", "bench", "spawn")
 ROOTFS = os.path.join(REPO, "bundles", "busybox", "rootfs")
 STATIC_TRUE = os.path.join(ROOTFS, "bin", "true")  # busybox-static applet: the fork+exec floor
+RESULTS_JSON = os.path.join(REPO, "target", "bench", "results.json")
 REQUEST_TIMEOUT = 60.0  # seconds for one request (a concurrent batch included) before a runtime is dropped
 
 
@@ -213,6 +216,7 @@ class Bench:
         self.runtimes = []
         self.floor = Worker(os.path.join(self.workdir, "floor.log"))
         self.floor_samples = {"static true": [], "rss static true": [], "unshare": []}
+        self.load = os.getloadavg()
 
     def new_id(self, rt):
         self.seq += 1
@@ -449,7 +453,8 @@ def report(bench, args, elapsed, leftovers):
         "/sys/fs/cgroup/unified, set up once for a long-lived worker that spawns every crun command (the "
         "unshare/mount cost is in no figure); capsa and runc ran in the host's mount namespace",
         f"- floor (same spawner): {floor}",
-        f"- total bench time: {elapsed:.0f} s; reproduce with `make bench`",
+        f"- load average (1 min) at start / end: {bench.load[0]:.2f} / {os.getloadavg()[0]:.2f}; "
+        f"total bench time: {elapsed:.0f} s; reproduce with `make bench`",
         "",
     ]
     lines += table("Latency, ms", [
@@ -478,6 +483,8 @@ def report(bench, args, elapsed, leftovers):
     lines += ["### Binary size", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head),
               "| bytes | " + " | ".join(f"{sizes[rt.name]:,}" for rt in rts)
               + ("".join(f" | {sizes['capsa'] / sizes[p.name]:.2f}" for p in peers) if capsa else "") + " |", ""]
+    if args.compare and capsa:
+        lines += compare(capsa, args.compare)
     problems = []
     for rt in rts:
         for metric, (n, first) in rt.failures.items():
@@ -490,6 +497,26 @@ def report(bench, args, elapsed, leftovers):
     return "\n".join(lines)
 
 
+def medians(bench):
+    return {rt.name: {m: statistics.median(v) for m, v in rt.samples.items() if v} for rt in bench.runtimes}
+
+
+def compare(capsa, path):
+    """capsa now against capsa in an earlier results.json (ratios of medians; above 1: slower/bigger now)."""
+    try:
+        with open(path) as f:
+            old = json.load(f).get("capsa", {})
+    except (OSError, ValueError) as e:
+        return [f"### capsa against {path}", "", f"not compared: {e}", ""]
+    out = [f"### capsa against an earlier run ({os.path.basename(path)})", "",
+           "| | earlier | now | now/earlier |", "| --- | --- | --- | --- |"]
+    for metric, values in capsa.samples.items():
+        if values and metric in old and old[metric]:
+            now = statistics.median(values)
+            out.append(f"| {metric} | {old[metric]:.2f} | {now:.2f} | {now / old[metric]:.2f} |")
+    return out + [""]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-n", type=int, default=50, help="iterations per runtime for run, lifecycle and CLI")
@@ -499,6 +526,7 @@ def main():
     p.add_argument("--capsa", default=os.path.join(REPO, "target", "release", "capsa"))
     p.add_argument("--runc", default="runc")
     p.add_argument("--crun", default="crun")
+    p.add_argument("--compare", metavar="OLD.json", help="an earlier target/bench/results.json to compare capsa with")
     p.add_argument("--out", default=os.path.join(REPO, "BENCHMARKS.md"), help="markdown output ('' to skip)")
     args = p.parse_args()
     if os.geteuid() != 0:
@@ -527,6 +555,8 @@ def main():
         sys.exit(130)
     text = report(bench, args, time.monotonic() - started, leftovers)
     print(text)
+    with open(RESULTS_JSON, "w") as f:
+        json.dump(medians(bench), f, indent=1)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
