@@ -159,6 +159,7 @@ class Runtime:
         self.samples = {}  # metric -> list of values
         self.failures = {}  # metric -> (count, first message)
         self.broken = None  # set when the runtime hung: it is skipped from then on
+        self.cgroups = None  # cgroup directories named after a created container (seen once, untimed)
 
     def cmd(self, *args):
         return [self.binary, "--root", self.root, *args]
@@ -206,6 +207,15 @@ def make_bundle(workdir):
     return bundle, source
 
 
+def find_cgroups(name, top="/sys/fs/cgroup", depth=4):
+    """Cgroup directories called `name` (runc and crun make /sys/fs/cgroup/<controller>/.../<id>)."""
+    found = []
+    for base, dirs, _ in os.walk(top):
+        found += [os.path.join(base, d) for d in dirs if d == name]
+        dirs[:] = [d for d in dirs if d != name] if base.count("/") - top.count("/") < depth else []
+    return found
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -227,7 +237,7 @@ class Bench:
         if not path:
             print(f"bench: {name} not found ({binary}); it is left out", file=sys.stderr)
             return
-        self.runtimes.append(Runtime(name, path, self.workdir, private_cgroup2))
+        self.runtimes.append(Runtime(name, os.path.abspath(path), self.workdir, private_cgroup2))
 
     def order(self, i):
         """The runtimes still in the run, in round i's order (rotating, so none always goes first)."""
@@ -261,6 +271,8 @@ class Bench:
         rt.call("create", "create", "--bundle", self.bundle, "--pid-file", pidfile, cid)
         with open(pidfile) as f:
             pid = int(f.read().strip())
+        if rt.cgroups is None:  # once per runtime, between two timed calls: does it set up cgroups?
+            rt.cgroups = find_cgroups(cid)
         pidfd = os.pidfd_open(pid)  # before start: the init is waiting there, it cannot be gone yet
         try:
             started = rt.call("start", "start", cid)
@@ -423,6 +435,16 @@ def report(bench, args, elapsed, leftovers):
             versions.append(f"{rt.name}: {v.splitlines()[0] if v else '?'} ({rt.binary})")
         except (OSError, subprocess.TimeoutExpired):
             versions.append(f"{rt.name}: ? ({rt.binary})")
+    try:
+        rev = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        rev = "?"
+    cgroups = "; ".join(
+        f"{rt.name} " + ("not seen" if rt.cgroups is None else
+                         f"{len(rt.cgroups)} ({', '.join(sorted({c.split('/')[4] for c in rt.cgroups}))})"
+                         if rt.cgroups else "none")
+        for rt in rts)
     fs = bench.floor_samples
     floor = (f"static busybox `true` {statistics.median(fs['static true']):.2f} ms, "
              f"{statistics.median(fs['rss static true']):.0f} KiB peak RSS; "
@@ -449,6 +471,9 @@ def report(bench, args, elapsed, leftovers):
         f"- bundle: busybox-static rootfs (read-only), config from {bench.bundle_source} with terminal=false, "
         f"args [\"/bin/true\"]",
         *[f"- {v}" for v in versions],
+        f"- capsa built from commit {rev}",
+        f"- cgroup directories a runtime made for a created container (looked up once, untimed; crun's "
+        f"cgroup2 ones are in its private tmpfs): {cgroups}",
         "- crun 1.8.1 refuses hybrid cgroup hosts, so crun ran in a private mount namespace with a tmpfs over "
         "/sys/fs/cgroup/unified, set up once for a long-lived worker that spawns every crun command (the "
         "unshare/mount cost is in no figure); capsa and runc ran in the host's mount namespace",
