@@ -436,8 +436,11 @@ def report(bench, args, elapsed, leftovers):
         except (OSError, subprocess.TimeoutExpired):
             versions.append(f"{rt.name}: ? ({rt.binary})")
     try:
-        rev = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True,
-                             text=True, timeout=10).stdout.strip() or "?"
+        git = lambda *a: subprocess.run(["git", "-C", REPO, *a], capture_output=True, text=True,
+                                        timeout=10).stdout.strip()
+        rev = git("rev-parse", "--short", "HEAD") or "?"
+        if git("status", "--porcelain", "--", "src", "build.rs", "Cargo.toml", "Cargo.lock"):
+            rev += " with uncommitted changes to the sources"
     except (OSError, subprocess.TimeoutExpired):
         rev = "?"
     cgroups = "; ".join(
