@@ -126,6 +126,7 @@ impl Runtime {
     ) -> Result<process::Created> {
         state::validate_id(id)?;
         let bundle = spec::load_bundle(&o.bundle)?;
+        crate::logging::phase("parse config");
         let locked = self.store.create(id)?;
         let opts = CreateOptions {
             id: id.to_string(),

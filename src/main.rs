@@ -401,6 +401,7 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn main() {
+    capsa::logging::start_clock();
     let cli = Cli::parse_from(normalize_args(std::env::args()));
     let format = match cli.log_format {
         LogFormat::Text => Format::Text,

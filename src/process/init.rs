@@ -104,7 +104,9 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         Some(Msg::Continue) => {}
         _ => return Err(Error::msg("parent went away")),
     }
+    crate::logging::phase("init: cgroups joined");
     init.ns.join_rest(&init.ns_fds)?;
+    crate::logging::phase("init: namespaces");
     if !init.no_new_keyring
         && let Err(e) = crate::sys::join_session_keyring(init.id)
         && e != nix::errno::Errno::ENOSYS
@@ -135,6 +137,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     let own_mntns = init.ns.has(LinuxNamespaceType::Mount);
     if own_mntns {
         rootfs.prepare()?;
+        crate::logging::phase("init: mounts, devices, sysctls, masked paths");
     } else if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         crate::logging::warn(
             "config.json: mounts, devices, sysctls, masked and read-only paths are not applied: \
@@ -163,6 +166,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     }
     if own_mntns {
         rootfs.pivot(init.no_pivot)?;
+        crate::logging::phase("init: pivot_root");
         rootfs.finish()?;
     } else {
         nix::unistd::chroot(init.rootfs).ctx(|| format!("chroot {}", init.rootfs.display()))?;
@@ -179,7 +183,9 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     let mut env = process.env().clone().unwrap_or_default();
     add_listen_fds(&mut env);
     nix::unistd::setsid().ctx(|| "setsid")?;
-    finalize(process, &env, slave.as_ref(), init.keep_fds, seccomp)
+    let exec = finalize(process, &env, slave.as_ref(), init.keep_fds, seccomp);
+    crate::logging::phase("init: seccomp, user, capabilities");
+    exec
 }
 
 /// The state a hook reads on stdin.

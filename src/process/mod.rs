@@ -112,6 +112,7 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     plan.join_pid(&ns_fds)?;
 
     let flags = plan.clone_flags.bits();
+    crate::logging::phase("prepare");
     let pid = match crate::sys::clone_into_namespaces(flags).ctx(|| "clone container init")? {
         None => {
             drop(parent);
@@ -139,6 +140,7 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     drop(console_child);
     // The init waits for Continue: it joins its cgroup, under its limits,
     // before it does anything of the container's.
+    crate::logging::phase("clone");
     let result = cgroups::setup(cgroup.as_mut(), pid.as_raw())
         .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cgroup.record()))
         .and_then(|state| {
@@ -204,11 +206,13 @@ fn finish_create(
         config: bundle.raw.clone(),
         cgroup: Some(cgroup.clone()),
     };
+    crate::logging::phase("init ready");
     locked.save(&state)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
     chan.send(&Msg::Commit)?;
+    crate::logging::phase("state saved");
     Ok(state)
 }
 
