@@ -167,12 +167,17 @@ impl V2 {
                 self.write("cpuset", file, v, &f.name(name))?;
             }
         }
-        if let Some(s) = cpu.shares().filter(|s| *s != 0) {
+        // An idle group refuses a weight: leaving idle goes first, entering
+        // it last, and the weight is not rewritten while it stays idle.
+        let idle = cpu.idle();
+        let stays_idle = idle.is_some_and(|i| i != 0)
+            && super::read(self.dir(), "cpu.idle").as_deref() == Some("1");
+        if idle == Some(0) {
+            self.write("cpu", "cpu.idle", "0", &f.name("cpu.idle"))?;
+        }
+        if let Some(s) = cpu.shares().filter(|s| *s != 0 && !stays_idle) {
             let w = shares_to_weight(s).to_string();
             self.write("cpu", "cpu.weight", &w, &f.name("cpu.shares"))?;
-        }
-        if let Some(i) = cpu.idle() {
-            self.write("cpu", "cpu.idle", &i.to_string(), &f.name("cpu.idle"))?;
         }
         let quota = set_i64(cpu.quota());
         let period = cpu.period().filter(|p| *p != 0);
@@ -193,6 +198,9 @@ impl V2 {
         }
         if let Some(b) = cpu.burst() {
             self.write("cpu", "cpu.max.burst", &b.to_string(), &f.name("cpu.burst"))?;
+        }
+        if let Some(i) = idle.filter(|i| *i != 0) {
+            self.write("cpu", "cpu.idle", &i.to_string(), &f.name("cpu.idle"))?;
         }
         if set_i64(cpu.realtime_runtime()).is_some()
             || cpu.realtime_period().is_some_and(|p| p != 0)
