@@ -360,29 +360,8 @@ impl V1 {
                 write(need(&base)?, "blkio.leaf_weight_device", &v, &field)?;
             }
         }
-        for (list, file, name) in [
-            (
-                b.throttle_read_bps_device(),
-                "blkio.throttle.read_bps_device",
-                "throttleReadBpsDevice",
-            ),
-            (
-                b.throttle_write_bps_device(),
-                "blkio.throttle.write_bps_device",
-                "throttleWriteBpsDevice",
-            ),
-            (
-                b.throttle_read_iops_device(),
-                "blkio.throttle.read_iops_device",
-                "throttleReadIOPSDevice",
-            ),
-            (
-                b.throttle_write_iops_device(),
-                "blkio.throttle.write_iops_device",
-                "throttleWriteIOPSDevice",
-            ),
-        ] {
-            for (i, d) in list.iter().flatten().enumerate() {
+        for (list, name, file, _) in super::throttles(b) {
+            for (i, d) in list.iter().enumerate() {
                 let field = f.name(&format!("blockIO.{name}[{i}]"));
                 let v = format!("{}:{} {}", d.major(), d.minor(), d.rate());
                 write(self.need("blkio", &field)?, file, &v, &field)?;

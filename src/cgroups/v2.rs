@@ -202,13 +202,22 @@ impl V2 {
         if let Some(i) = idle.filter(|i| *i != 0) {
             self.write("cpu", "cpu.idle", &i.to_string(), &f.name("cpu.idle"))?;
         }
-        if set_i64(cpu.realtime_runtime()).is_some()
-            || cpu.realtime_period().is_some_and(|p| p != 0)
-        {
-            return Err(Self::unsupported(
-                &f.name("cpu.realtimeRuntime"),
-                "there are no realtime CPU limits",
-            ));
+        for (set, name) in [
+            (
+                set_i64(cpu.realtime_runtime()).is_some(),
+                "cpu.realtimeRuntime",
+            ),
+            (
+                cpu.realtime_period().is_some_and(|p| p != 0),
+                "cpu.realtimePeriod",
+            ),
+        ] {
+            if set {
+                return Err(Self::unsupported(
+                    &f.name(name),
+                    "there are no realtime CPU limits",
+                ));
+            }
         }
         Ok(())
     }
@@ -256,29 +265,8 @@ impl V2 {
                 ));
             }
         }
-        for (list, key, name) in [
-            (
-                b.throttle_read_bps_device(),
-                "rbps",
-                "throttleReadBpsDevice",
-            ),
-            (
-                b.throttle_write_bps_device(),
-                "wbps",
-                "throttleWriteBpsDevice",
-            ),
-            (
-                b.throttle_read_iops_device(),
-                "riops",
-                "throttleReadIOPSDevice",
-            ),
-            (
-                b.throttle_write_iops_device(),
-                "wiops",
-                "throttleWriteIOPSDevice",
-            ),
-        ] {
-            for (i, d) in list.iter().flatten().enumerate() {
+        for (list, name, _, key) in super::throttles(b) {
+            for (i, d) in list.iter().enumerate() {
                 let field = f.name(&format!("blockIO.{name}[{i}]"));
                 let rate = if d.rate() == 0 {
                     "max".to_string()
