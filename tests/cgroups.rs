@@ -481,6 +481,16 @@ fn update_changes_every_flag_and_resources_documents() {
     assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "100663296");
     assert_eq!(read(&cpu, "cpu.shares"), "700");
     assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "77");
+    // An idle group keeps later updates working; leaving idle restores
+    // shares.
+    assert_ok(&ctx.capsa(&["update", "--cpu-idle", "1", "--cpu-burst", "700", &id]));
+    assert_eq!(read(&cpu, "cpu.idle"), "1");
+    assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "700");
+    assert_ok(&ctx.capsa(&["update", "--pids-limit", "78", &id]));
+    assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "78");
+    assert_ok(&ctx.capsa(&["update", "--cpu-idle", "0", "--cpu-shares", "400", &id]));
+    assert_eq!(read(&cpu, "cpu.idle"), "0");
+    assert_eq!(read(&cpu, "cpu.shares"), "400");
     // And from a file, with checkBeforeUpdate refusing a limit below usage.
     let f = ctx.dir.join("res.json");
     std::fs::write(

@@ -21,7 +21,7 @@ pub mod v2;
 use crate::error::{Context, Error, Result, errno_text};
 use mounts::{Hierarchy, Mode};
 use nix::errno::Errno;
-use oci_spec::runtime::{LinuxResources, Spec};
+use oci_spec::runtime::{LinuxBlockIo, LinuxResources, LinuxThrottleDevice, Spec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -208,6 +208,47 @@ pub fn setup(m: &mut dyn Manager, pid: i32) -> Result<()> {
         m.set(&r, &Fields::config())?;
     }
     m.add_pid(pid)
+}
+
+/// `blockIO`'s four throttle lists: each with its field name, its v1 file
+/// and its key in v2's io.max.
+type Throttle<'a> = (
+    &'a [LinuxThrottleDevice],
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+pub(crate) fn throttles(b: &LinuxBlockIo) -> [Throttle<'_>; 4] {
+    fn l(v: &Option<Vec<LinuxThrottleDevice>>) -> &[LinuxThrottleDevice] {
+        v.as_deref().unwrap_or(&[])
+    }
+    [
+        (
+            l(b.throttle_read_bps_device()),
+            "throttleReadBpsDevice",
+            "blkio.throttle.read_bps_device",
+            "rbps",
+        ),
+        (
+            l(b.throttle_write_bps_device()),
+            "throttleWriteBpsDevice",
+            "blkio.throttle.write_bps_device",
+            "wbps",
+        ),
+        (
+            l(b.throttle_read_iops_device()),
+            "throttleReadIOPSDevice",
+            "blkio.throttle.read_iops_device",
+            "riops",
+        ),
+        (
+            l(b.throttle_write_iops_device()),
+            "throttleWriteIOPSDevice",
+            "blkio.throttle.write_iops_device",
+            "wiops",
+        ),
+    ]
 }
 
 /// Every process in the container's cgroup and the cgroups below it.

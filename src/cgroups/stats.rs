@@ -286,35 +286,7 @@ pub fn v1(paths: &BTreeMap<String, PathBuf>) -> Stats {
             .unwrap_or(0);
     }
     if let Some(d) = dir("blkio") {
-        // CFQ's files when the kernel has them, else BFQ's, else the
-        // throttling layer's (which counts every I/O).
-        let pick = |name: &str| {
-            [
-                format!("blkio.{name}"),
-                format!("blkio.bfq.{name}"),
-                format!("blkio.throttle.{name}"),
-            ]
-            .into_iter()
-            .find(|f| d.join(f).exists())
-        };
-        let entries = |file: Option<String>| file.map(|f| blkio_entries(d, &f)).unwrap_or_default();
-        let b = &mut s.blkio;
-        b.io_service_bytes_recursive = entries(pick("io_service_bytes_recursive"));
-        b.io_serviced_recursive = entries(pick("io_serviced_recursive"));
-        let cfq = |name: &str| {
-            let f = format!("blkio.{name}");
-            if d.join(&f).exists() {
-                blkio_entries(d, &f)
-            } else {
-                Vec::new()
-            }
-        };
-        b.io_queued_recursive = cfq("io_queued_recursive");
-        b.io_service_time_recursive = cfq("io_service_time_recursive");
-        b.io_wait_time_recursive = cfq("io_wait_time_recursive");
-        b.io_merged_recursive = cfq("io_merged_recursive");
-        b.io_time_recursive = cfq("time_recursive");
-        b.sectors_recursive = cfq("sectors_recursive");
+        s.blkio = v1_blkio(d);
     }
     if let Some(d) = dir("hugetlb") {
         for size in hugepage_sizes() {
@@ -330,6 +302,66 @@ pub fn v1(paths: &BTreeMap<String, PathBuf>) -> Stats {
         }
     }
     s
+}
+
+/// Block I/O figures the way runc picks them: CFQ's files, else BFQ's
+/// debug ones, else BFQ's, else the throttling layer's (recursive, then
+/// not): the first group whose first file has entries.
+fn v1_blkio(d: &Path) -> Blkio {
+    type Slot = fn(&mut Blkio) -> &mut Vec<BlkioEntry>;
+    let bytes: Slot = |b| &mut b.io_service_bytes_recursive;
+    let serviced: Slot = |b| &mut b.io_serviced_recursive;
+    let queued: Slot = |b| &mut b.io_queued_recursive;
+    let service_time: Slot = |b| &mut b.io_service_time_recursive;
+    let wait_time: Slot = |b| &mut b.io_wait_time_recursive;
+    let merged: Slot = |b| &mut b.io_merged_recursive;
+    let time: Slot = |b| &mut b.io_time_recursive;
+    let sectors: Slot = |b| &mut b.sectors_recursive;
+    let groups: [&[(&str, Slot)]; 5] = [
+        &[
+            ("blkio.io_serviced_recursive", serviced),
+            ("blkio.io_service_bytes_recursive", bytes),
+            ("blkio.io_queued_recursive", queued),
+            ("blkio.io_service_time_recursive", service_time),
+            ("blkio.io_wait_time_recursive", wait_time),
+            ("blkio.io_merged_recursive", merged),
+            ("blkio.time_recursive", time),
+            ("blkio.sectors_recursive", sectors),
+        ],
+        &[
+            ("blkio.bfq.sectors_recursive", sectors),
+            ("blkio.bfq.io_service_time_recursive", service_time),
+            ("blkio.bfq.io_wait_time_recursive", wait_time),
+            ("blkio.bfq.io_merged_recursive", merged),
+            ("blkio.bfq.io_queued_recursive", queued),
+            ("blkio.bfq.time_recursive", time),
+            ("blkio.bfq.io_serviced_recursive", serviced),
+            ("blkio.bfq.io_service_bytes_recursive", bytes),
+        ],
+        &[
+            ("blkio.bfq.io_serviced_recursive", serviced),
+            ("blkio.bfq.io_service_bytes_recursive", bytes),
+        ],
+        &[
+            ("blkio.throttle.io_serviced_recursive", serviced),
+            ("blkio.throttle.io_service_bytes_recursive", bytes),
+        ],
+        &[
+            ("blkio.throttle.io_serviced", serviced),
+            ("blkio.throttle.io_service_bytes", bytes),
+        ],
+    ];
+    let mut b = Blkio::default();
+    for group in groups {
+        if blkio_entries(d, group[0].0).is_empty() {
+            continue;
+        }
+        for (file, slot) in group {
+            *slot(&mut b) = blkio_entries(d, file);
+        }
+        break;
+    }
+    b
 }
 
 /// `MAJ:MIN Op value` lines (the `Total` line left out).

@@ -198,7 +198,20 @@ impl V1 {
     fn set_cpu(&self, cpu: Option<&LinuxCpu>, f: &Fields) -> Result<()> {
         let Some(cpu) = cpu else { return Ok(()) };
         let need = |name: &str| self.need("cpu", &f.name(name));
-        if let Some(s) = set_u64(cpu.shares()) {
+        // An idle group refuses shares (its weight is the minimum): leaving
+        // idle goes first, entering it last, and shares are not rewritten
+        // while it stays idle.
+        let idle = cpu.idle();
+        let stays_idle = idle.is_some_and(|i| i != 0)
+            && self
+                .dir("cpu")
+                .and_then(|d| super::read(d, "cpu.idle"))
+                .as_deref()
+                == Some("1");
+        if idle == Some(0) {
+            write(need("cpu.idle")?, "cpu.idle", "0", &f.name("cpu.idle"))?;
+        }
+        if let Some(s) = set_u64(cpu.shares()).filter(|_| !stays_idle) {
             let field = f.name("cpu.shares");
             let dir = need("cpu.shares")?;
             write(dir, "cpu.shares", &s.to_string(), &field)?;
@@ -273,7 +286,7 @@ impl V1 {
                 &field,
             )?;
         }
-        if let Some(i) = cpu.idle() {
+        if let Some(i) = idle.filter(|i| *i != 0) {
             let field = f.name("cpu.idle");
             write(need("cpu.idle")?, "cpu.idle", &i.to_string(), &field)?;
         }
@@ -347,29 +360,8 @@ impl V1 {
                 write(need(&base)?, "blkio.leaf_weight_device", &v, &field)?;
             }
         }
-        for (list, file, name) in [
-            (
-                b.throttle_read_bps_device(),
-                "blkio.throttle.read_bps_device",
-                "throttleReadBpsDevice",
-            ),
-            (
-                b.throttle_write_bps_device(),
-                "blkio.throttle.write_bps_device",
-                "throttleWriteBpsDevice",
-            ),
-            (
-                b.throttle_read_iops_device(),
-                "blkio.throttle.read_iops_device",
-                "throttleReadIOPSDevice",
-            ),
-            (
-                b.throttle_write_iops_device(),
-                "blkio.throttle.write_iops_device",
-                "throttleWriteIOPSDevice",
-            ),
-        ] {
-            for (i, d) in list.iter().flatten().enumerate() {
+        for (list, name, file, _) in super::throttles(b) {
+            for (i, d) in list.iter().enumerate() {
                 let field = f.name(&format!("blockIO.{name}[{i}]"));
                 let v = format!("{}:{} {}", d.major(), d.minor(), d.rate());
                 write(self.need("blkio", &field)?, file, &v, &field)?;

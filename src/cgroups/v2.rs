@@ -167,12 +167,17 @@ impl V2 {
                 self.write("cpuset", file, v, &f.name(name))?;
             }
         }
-        if let Some(s) = cpu.shares().filter(|s| *s != 0) {
+        // An idle group refuses a weight: leaving idle goes first, entering
+        // it last, and the weight is not rewritten while it stays idle.
+        let idle = cpu.idle();
+        let stays_idle = idle.is_some_and(|i| i != 0)
+            && super::read(self.dir(), "cpu.idle").as_deref() == Some("1");
+        if idle == Some(0) {
+            self.write("cpu", "cpu.idle", "0", &f.name("cpu.idle"))?;
+        }
+        if let Some(s) = cpu.shares().filter(|s| *s != 0 && !stays_idle) {
             let w = shares_to_weight(s).to_string();
             self.write("cpu", "cpu.weight", &w, &f.name("cpu.shares"))?;
-        }
-        if let Some(i) = cpu.idle() {
-            self.write("cpu", "cpu.idle", &i.to_string(), &f.name("cpu.idle"))?;
         }
         let quota = set_i64(cpu.quota());
         let period = cpu.period().filter(|p| *p != 0);
@@ -194,13 +199,25 @@ impl V2 {
         if let Some(b) = cpu.burst() {
             self.write("cpu", "cpu.max.burst", &b.to_string(), &f.name("cpu.burst"))?;
         }
-        if set_i64(cpu.realtime_runtime()).is_some()
-            || cpu.realtime_period().is_some_and(|p| p != 0)
-        {
-            return Err(Self::unsupported(
-                &f.name("cpu.realtimeRuntime"),
-                "there are no realtime CPU limits",
-            ));
+        if let Some(i) = idle.filter(|i| *i != 0) {
+            self.write("cpu", "cpu.idle", &i.to_string(), &f.name("cpu.idle"))?;
+        }
+        for (set, name) in [
+            (
+                set_i64(cpu.realtime_runtime()).is_some(),
+                "cpu.realtimeRuntime",
+            ),
+            (
+                cpu.realtime_period().is_some_and(|p| p != 0),
+                "cpu.realtimePeriod",
+            ),
+        ] {
+            if set {
+                return Err(Self::unsupported(
+                    &f.name(name),
+                    "there are no realtime CPU limits",
+                ));
+            }
         }
         Ok(())
     }
@@ -248,29 +265,8 @@ impl V2 {
                 ));
             }
         }
-        for (list, key, name) in [
-            (
-                b.throttle_read_bps_device(),
-                "rbps",
-                "throttleReadBpsDevice",
-            ),
-            (
-                b.throttle_write_bps_device(),
-                "wbps",
-                "throttleWriteBpsDevice",
-            ),
-            (
-                b.throttle_read_iops_device(),
-                "riops",
-                "throttleReadIOPSDevice",
-            ),
-            (
-                b.throttle_write_iops_device(),
-                "wiops",
-                "throttleWriteIOPSDevice",
-            ),
-        ] {
-            for (i, d) in list.iter().flatten().enumerate() {
+        for (list, name, _, key) in super::throttles(b) {
+            for (i, d) in list.iter().enumerate() {
                 let field = f.name(&format!("blockIO.{name}[{i}]"));
                 let rate = if d.rate() == 0 {
                     "max".to_string()
