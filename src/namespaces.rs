@@ -28,7 +28,8 @@ fn flag(t: LinuxNamespaceType) -> CloneFlags {
     CloneFlags::from_bits_truncate(t as i32)
 }
 
-fn proc_name(t: LinuxNamespaceType) -> &'static str {
+/// The namespace's name under /proc/PID/ns.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mnt",
         LinuxNamespaceType::Network => "net",

@@ -103,6 +103,19 @@ pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// A connected socket pair: the init sends the pty master on one end,
+/// capsa receives it on the other to relay the terminal itself.
+pub fn relay_pair() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx(|| "socketpair")
+}
+
 /// Connects to a console socket (a client's unix socket path).
 pub fn connect(path: &Path) -> Result<OwnedFd> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};

@@ -11,7 +11,6 @@ use crate::tty;
 use nix::fcntl::OFlag;
 use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{SigSet, Signal, kill};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
@@ -37,14 +36,6 @@ pub struct Started {
     pub pty_master: Option<OwnedFd>,
 }
 
-fn proc_ns_name(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Network => "net",
-        other => ns_name(other),
-    }
-}
-
 /// Opens the namespaces of `init_pid` that the container has of its own,
 /// in the order they must be joined (mount last).
 fn open_namespaces(spec: &Spec, init_pid: i32) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
@@ -56,7 +47,10 @@ fn open_namespaces(spec: &Spec, init_pid: i32) -> Result<Vec<(LinuxNamespaceType
         .into_iter()
         .flatten()
     {
-        let path = format!("/proc/{init_pid}/ns/{}", proc_ns_name(ns.typ()));
+        let path = format!(
+            "/proc/{init_pid}/ns/{}",
+            crate::namespaces::proc_name(ns.typ())
+        );
         let fd = nix::fcntl::open(
             path.as_str(),
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -81,13 +75,7 @@ pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) 
         }
         (Some(p), true) => (Some(tty::connect(p)?), None),
         (None, true) if !opts.detach => {
-            let (a, b) = nix::sys::socket::socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "socketpair")?;
+            let (a, b) = crate::tty::relay_pair()?;
             (Some(a), Some(b))
         }
         (None, true) => {

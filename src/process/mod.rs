@@ -82,13 +82,7 @@ fn console(bundle: &Bundle, opts: &CreateOptions) -> Result<(Option<OwnedFd>, Op
         )),
         (Some(path), true) => Ok((Some(crate::tty::connect(path)?), None)),
         (None, true) if opts.relay_tty => {
-            let (a, b) = nix::sys::socket::socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "socketpair")?;
+            let (a, b) = crate::tty::relay_pair()?;
             Ok((Some(a), Some(b)))
         }
         (None, true) => Err(Error::msg(
