@@ -8,7 +8,7 @@ BUNDLE   := bundles/busybox
 ROOTFS   := $(BUNDLE)/rootfs
 CAPSA    := target/release/capsa
 
-.PHONY: all build release bundle run test unit clean deps
+.PHONY: all build release bundle run test unit clean deps bench
 
 all: release bundle
 
@@ -34,6 +34,13 @@ run: release bundle
 test: deps
 	$(CARGO) build --release
 	BUSYBOX=$(BUSYBOX) $(CARGO) test --release -- --test-threads=4
+
+# capsa against runc and crun (Debian's), interleaved; prints a table and writes BENCHMARKS.md.
+# BENCH_ARGS passes options to bench/bench.py, e.g. make bench BENCH_ARGS="-n 100".
+bench: release bundle
+	@command -v runc >/dev/null 2>&1 && command -v crun >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc crun; }
+	python3 bench/bench.py --capsa $(CAPSA) $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

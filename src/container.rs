@@ -7,12 +7,13 @@ mod resources;
 use crate::bail;
 use crate::cgroups;
 use crate::error::{Context, Error, Result};
+use crate::foreground;
+use crate::hooks::{self, Kind};
 use crate::process::{self, CreateOptions};
 use crate::spec::{self, OCI_VERSION};
 use crate::state::{self, State, Store, not_exist};
 use crate::sys::{PidFd, proc_stat};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -66,11 +67,33 @@ fn init_pidfd(st: &State) -> Option<PidFd> {
 pub struct RunOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     /// `--systemd-cgroup`: `linux.cgroupsPath` is `slice:prefix:name`.
     pub systemd_cgroup: bool,
+}
+
+/// How `exec` builds its process: from a process.json, or from the
+/// container's own process with the command-line overrides.
+#[derive(Default)]
+pub struct ExecRequest {
+    pub process_file: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
 }
 
 impl Runtime {
@@ -92,9 +115,18 @@ impl Runtime {
         }
     }
 
-    pub fn create(&self, id: &str, o: &RunOptions, sigmask: SigSet) -> Result<State> {
+    /// `relay_tty`: capsa itself will relay the container's terminal
+    /// (foreground `run`), so no console socket is needed.
+    pub fn create(
+        &self,
+        id: &str,
+        o: &RunOptions,
+        sigmask: SigSet,
+        relay_tty: bool,
+    ) -> Result<process::Created> {
         state::validate_id(id)?;
         let bundle = spec::load_bundle(&o.bundle)?;
+        crate::logging::phase("parse config");
         let locked = self.store.create(id)?;
         let opts = CreateOptions {
             id: id.to_string(),
@@ -102,13 +134,20 @@ impl Runtime {
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
             preserve_fds: o.preserve_fds,
+            console_socket: o.console_socket.clone(),
+            relay_tty,
             sigmask,
             systemd_cgroup: o.systemd_cgroup,
         };
         match process::create(&bundle, &locked, &opts) {
-            Ok(st) => Ok(st),
+            Ok(c) => Ok(c),
             Err(e) => {
                 let _ = locked.remove();
+                // As on delete: whatever the hooks set up must be undone.
+                let state = serde_json::json!({
+                    "ociVersion": OCI_VERSION, "id": id, "status": "stopped", "pid": 0, "bundle": bundle.dir,
+                });
+                let _ = hooks::run(bundle.spec.hooks().as_ref(), Kind::Poststop, &state);
                 Err(e)
             }
         }
@@ -148,6 +187,12 @@ impl Runtime {
         if !msg.is_empty() {
             bail!("{msg}");
         }
+        let spec = stored_spec(&st)?;
+        hooks::run(
+            spec.hooks().as_ref(),
+            Kind::Poststart,
+            &self.state_json(&st, Status::Running),
+        )?;
         Ok(())
     }
 
@@ -235,7 +280,15 @@ impl Runtime {
         if let Some(rec) = &st.cgroup {
             cgroups::kill_and_destroy(rec)?;
         }
-        locked.remove()
+        locked.remove()?;
+        if let Ok(spec) = stored_spec(&st) {
+            hooks::run(
+                spec.hooks().as_ref(),
+                Kind::Poststop,
+                &self.state_json(&st, Status::Stopped),
+            )?;
+        }
+        Ok(())
     }
 
     fn kill_and_wait(&self, st: &State) -> Result<()> {
@@ -274,8 +327,8 @@ impl Runtime {
     /// `run`: create and start in one process; in the foreground wait for
     /// the container, forwarding signals, and return its exit status.
     pub fn run(&self, id: &str, o: &RunOptions, detach: bool, keep: bool) -> Result<i32> {
-        let old = block_signals()?;
-        let st = self.create(id, o, old)?;
+        let old = foreground::block_signals()?;
+        let created = self.create(id, o, old, !detach && o.console_socket.is_none())?;
         if let Err(e) = self.start(id) {
             let _ = self.delete(id, true);
             return Err(e);
@@ -283,10 +336,44 @@ impl Runtime {
         if detach {
             return Ok(0);
         }
-        let code = wait_forwarding(Pid::from_raw(st.pid));
+        let code = foreground::wait(Pid::from_raw(created.state.pid), created.pty_master)?;
         if !keep {
             self.delete(id, true)?;
         }
+        let _ = old.thread_set_mask();
+        Ok(code)
+    }
+
+    /// `exec`: a new process in the container; in the foreground, its
+    /// exit status.
+    pub fn exec(&self, id: &str, req: &ExecRequest) -> Result<i32> {
+        let st = self.store.load(id)?;
+        match self.status(&st) {
+            Status::Stopped => bail!("cannot exec in a stopped container"),
+            Status::Paused => bail!("cannot exec in a paused container"),
+            Status::Created | Status::Running => {}
+        }
+        let spec = stored_spec(&st)?;
+        let process = exec_process(&spec, req)?;
+        let _fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
+        let old = if req.detach {
+            SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty())
+        } else {
+            foreground::block_signals()?
+        };
+        let opts = process::exec::ExecOptions {
+            detach: req.detach,
+            pid_file: req.pid_file.clone(),
+            console_socket: req.console_socket.clone(),
+            preserve_fds: req.preserve_fds,
+            sigmask: old,
+            cgroup: st.cgroup.clone(),
+        };
+        let started = process::exec::start(&spec, st.pid, &process, &opts)?;
+        if req.detach {
+            return Ok(0);
+        }
+        let code = foreground::wait(started.pid, started.pty_master)?;
         let _ = old.thread_set_mask();
         Ok(code)
     }
@@ -324,52 +411,113 @@ fn container_pids(st: &State) -> Vec<i32> {
     pids
 }
 
-/// Signals `run` relays to the container instead of acting on them.
-fn forwarded() -> SigSet {
-    let mut set = SigSet::all();
-    for s in [
-        Signal::SIGKILL,
-        Signal::SIGSTOP,
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
-        Signal::SIGILL,
-        Signal::SIGFPE,
-        Signal::SIGTRAP,
-        Signal::SIGABRT,
-    ] {
-        set.remove(s);
-    }
-    set
+/// The config the container was created with (kept in its state).
+fn stored_spec(st: &State) -> Result<oci_spec::runtime::Spec> {
+    spec::parse(&st.config)
 }
 
-fn block_signals() -> Result<SigSet> {
-    let mut old = SigSet::empty();
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), Some(&mut old))
-        .ctx(|| "block signals")?;
-    Ok(old)
-}
-
-/// Waits for `pid` (our child) to exit, forwarding every other signal to
-/// it; returns its status the shell way (128+N for signal N).
-fn wait_forwarding(pid: Pid) -> i32 {
-    let set = forwarded();
-    loop {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p == pid => return code,
-                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return 128 + sig as i32,
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
-            }
-        }
-        match set.wait() {
-            Ok(Signal::SIGCHLD) => continue,
-            Ok(sig) => {
-                let _ = nix::sys::signal::kill(pid, sig);
-            }
-            Err(_) => continue,
-        }
+/// The process of an `exec`, from `--process FILE` or from the container's
+/// process with the command line's overrides (runc's rules).
+fn exec_process(
+    spec: &oci_spec::runtime::Spec,
+    req: &ExecRequest,
+) -> Result<oci_spec::runtime::Process> {
+    if req.apparmor.is_some() {
+        bail!("--apparmor: AppArmor is not enabled on this host");
     }
+    if req.process_label.is_some() {
+        bail!("--process-label: SELinux is not enabled on this host");
+    }
+    if let Some(f) = &req.process_file {
+        let data = std::fs::read(f).ctx(|| format!("--process: open {}", f.display()))?;
+        let raw: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| Error::msg(format!("--process {}: {e}", f.display())))?;
+        let p: oci_spec::runtime::Process =
+            serde_path_to_error::deserialize(&raw).map_err(|e| {
+                Error::msg(format!(
+                    "--process {}: {}: {}",
+                    f.display(),
+                    e.path(),
+                    e.inner()
+                ))
+            })?;
+        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+            bail!(
+                "--process {}: args: must name a program to run",
+                f.display()
+            );
+        }
+        return Ok(p);
+    }
+    let mut p = spec
+        .process()
+        .clone()
+        .ok_or_else(|| Error::msg("config.json: process: missing"))?;
+    if req.args.is_empty() {
+        bail!("exec: no command given (use --process FILE or give a command after the id)");
+    }
+    p.set_args(Some(req.args.clone()));
+    p.set_terminal(Some(req.tty));
+    if !req.tty {
+        p.set_console_size(None);
+    }
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend(req.env.iter().cloned());
+    p.set_env(Some(env));
+    if let Some(cwd) = &req.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(u) = &req.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let num = |s: &str, what: &str| {
+            s.parse::<u32>()
+                .map_err(|_| Error::msg(format!("--user {u:?}: {what} must be numeric")))
+        };
+        let mut user = p.user().clone();
+        user.set_uid(num(uid, "uid")?);
+        if let Some(g) = gid {
+            user.set_gid(num(g, "gid")?);
+        }
+        p.set_user(user);
+    }
+    if !req.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(req.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if !req.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let has_inheritable = caps.inheritable().as_ref().is_some_and(|i| !i.is_empty());
+        for name in &req.caps {
+            let name = if name.starts_with("CAP_") {
+                name.clone()
+            } else {
+                format!("CAP_{name}")
+            };
+            let cap: oci_spec::runtime::Capability =
+                serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .map_err(|_| Error::msg(format!("--cap: unknown capability {name:?}")))?;
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+            if has_inheritable {
+                caps.set_ambient(add(caps.ambient()));
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if req.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
 }
 
 /// Resolves `--bundle` (default: the current directory).

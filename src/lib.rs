@@ -8,6 +8,8 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod features;
+pub mod foreground;
+pub mod hooks;
 pub mod logging;
 pub mod namespaces;
 pub mod process;
@@ -17,6 +19,7 @@ pub mod signals;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod tty;
 
 pub use error::{Error, Result};
 

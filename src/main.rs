@@ -1,7 +1,7 @@
 //! capsa's command line, compatible with runc's. Each subcommand is one
 //! call into the library.
 
-use capsa::container::{RunOptions, Runtime, bundle_dir};
+use capsa::container::{ExecRequest, RunOptions, Runtime, bundle_dir};
 use capsa::logging::{self, Format};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -56,7 +56,7 @@ struct CreateArgs {
     /// Write the init's pid to FILE
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
-    /// Unix socket to receive the pty master on (not supported yet)
+    /// Unix socket that receives the pty master (SCM_RIGHTS) when process.terminal is set
     #[arg(long, value_name = "PATH")]
     console_socket: Option<PathBuf>,
     /// Use MS_MOVE and chroot instead of pivot_root
@@ -124,6 +124,8 @@ enum Command {
     },
     /// Print the features document of the runtime-spec
     Features,
+    /// Run a new process in a running container
+    Exec(ExecArgs),
     /// Change a container's resource limits
     Update(Box<UpdateArgs>),
     /// Freeze every process of a container
@@ -152,6 +154,57 @@ enum Command {
     /// Not supported yet
     #[command(external_subcommand)]
     Other(Vec<String>),
+}
+
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// process.json describing the process (instead of COMMAND)
+    #[arg(short, long, value_name = "FILE")]
+    process: Option<PathBuf>,
+    /// Allocate a terminal
+    #[arg(short, long)]
+    tty: bool,
+    /// Unix socket that receives the pty master
+    #[arg(long, value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    /// Return once the process is started
+    #[arg(short, long)]
+    detach: bool,
+    /// Write the process's pid to FILE
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Extra environment variable (repeatable)
+    #[arg(short, long, value_name = "K=V")]
+    env: Vec<String>,
+    /// UID[:GID] to run as
+    #[arg(short, long, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// Additional group ids (repeatable or comma separated)
+    #[arg(short = 'g', long, value_name = "GID", value_delimiter = ',')]
+    additional_gids: Vec<u32>,
+    /// Add a capability (repeatable)
+    #[arg(short, long, value_name = "CAP")]
+    cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    no_new_privs: bool,
+    /// AppArmor profile (refused: this host has no AppArmor)
+    #[arg(long, value_name = "PROFILE")]
+    apparmor: Option<String>,
+    /// SELinux label (refused: this host has no SELinux)
+    #[arg(long, value_name = "LABEL")]
+    process_label: Option<String>,
+    /// Pass N extra fds (3..3+N) to the process
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Container id
+    id: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -224,8 +277,10 @@ enum ListFormat {
 }
 
 /// Go's flag parser accepts `-flag` for long flags and clients use it
-/// (containerd: `restore -no-subreaper`); turn those into `--flag`.
-fn normalize_args() -> Vec<String> {
+/// (containerd: `restore -no-subreaper`); turn those into `--flag`. Only
+/// capsa's own flags are rewritten, and nothing after the container id of
+/// `exec` (that is the command's own argument list).
+fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
     const LONG: &[&str] = &[
         "root",
         "log",
@@ -270,23 +325,84 @@ fn normalize_args() -> Vec<String> {
         "quiet",
         "version",
         "help",
+        "process",
+        "tty",
+        "cwd",
+        "env",
+        "user",
+        "additional-gids",
+        "cap",
+        "no-new-privs",
+        "apparmor",
+        "process-label",
     ];
-    std::env::args()
-        .map(|a| {
-            let name = a
-                .strip_prefix('-')
-                .filter(|r| !r.starts_with('-'))
-                .map(|r| r.split('=').next().unwrap_or(r));
-            match name {
-                Some(n) if n.len() > 1 && LONG.contains(&n) => format!("-{a}"),
-                _ => a,
+    const TAKES_VALUE: &[&str] = &[
+        "root",
+        "log",
+        "log-format",
+        "rootless",
+        "criu",
+        "bundle",
+        "b",
+        "pid-file",
+        "console-socket",
+        "preserve-fds",
+        "format",
+        "f",
+        "process",
+        "p",
+        "cwd",
+        "env",
+        "e",
+        "user",
+        "u",
+        "additional-gids",
+        "g",
+        "cap",
+        "c",
+        "apparmor",
+        "process-label",
+    ];
+    let mut out = Vec::new();
+    let mut positionals = 0;
+    let mut is_exec = false;
+    let mut value_next = false;
+    for (i, a) in args.enumerate() {
+        if i == 0 || (is_exec && positionals >= 2) {
+            out.push(a);
+            continue;
+        }
+        if value_next {
+            value_next = false;
+            out.push(a);
+            continue;
+        }
+        if let Some(flag) = a.strip_prefix('-') {
+            let long = flag.strip_prefix('-');
+            let name = long.unwrap_or(flag);
+            let (name, has_value) = match name.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (name, false),
+            };
+            value_next = !has_value && TAKES_VALUE.contains(&name);
+            if long.is_none() && name.len() > 1 && LONG.contains(&name) {
+                out.push(format!("-{a}"));
+                continue;
             }
-        })
-        .collect()
+        } else {
+            positionals += 1;
+            if positionals == 1 && a == "exec" {
+                is_exec = true;
+            }
+        }
+        out.push(a);
+    }
+    out
 }
 
 fn main() {
-    let cli = Cli::parse_from(normalize_args());
+    capsa::logging::start_clock();
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
     let format = match cli.log_format {
         LogFormat::Text => Format::Text,
         LogFormat::Json => Format::Json,
@@ -312,14 +428,10 @@ fn main() {
 }
 
 fn run_options(c: &CreateArgs, systemd_cgroup: bool) -> capsa::Result<RunOptions> {
-    if c.console_socket.is_some() {
-        return Err(capsa::Error::msg(
-            "--console-socket: terminals are not supported yet",
-        ));
-    }
     Ok(RunOptions {
         bundle: bundle_dir(c.bundle.as_deref()),
         pid_file: c.pid_file.clone(),
+        console_socket: c.console_socket.clone(),
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
@@ -333,7 +445,7 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             let o = run_options(&c, systemd_cgroup)?;
             let mask = nix::sys::signal::SigSet::thread_get_mask()
                 .unwrap_or_else(|_| nix::sys::signal::SigSet::empty());
-            rt.create(&c.id, &o, mask)?;
+            rt.create(&c.id, &o, mask, false)?;
         }
         Command::Start { id } => rt.start(&id)?,
         Command::Run {
@@ -366,6 +478,26 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
                 serde_json::to_string_pretty(&capsa::features::document())
                     .expect("json serializes")
             )
+        }
+        Command::Exec(e) => {
+            let req = ExecRequest {
+                process_file: e.process,
+                args: e.command,
+                tty: e.tty,
+                cwd: e.cwd,
+                env: e.env,
+                user: e.user,
+                additional_gids: e.additional_gids,
+                caps: e.cap,
+                no_new_privs: e.no_new_privs,
+                apparmor: e.apparmor,
+                process_label: e.process_label,
+                console_socket: e.console_socket,
+                detach: e.detach,
+                pid_file: e.pid_file,
+                preserve_fds: e.preserve_fds,
+            };
+            return rt.exec(&e.id, &req);
         }
         Command::Update(u) => rt.update(&u.id, &update_resources(&u)?)?,
         Command::Pause { id } => rt.pause(&id)?,
@@ -533,4 +665,30 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
         println!("{}", line.join("   ").trim_end());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_args;
+
+    fn norm(s: &str) -> String {
+        normalize_args(s.split(' ').map(String::from)).join(" ")
+    }
+
+    #[test]
+    fn single_dash_long_flags() {
+        assert_eq!(
+            norm("capsa -root /r create -bundle b -pid-file=p id"),
+            "capsa --root /r create --bundle b --pid-file=p id"
+        );
+        assert_eq!(
+            norm("capsa exec -t id ls -all -root"),
+            "capsa exec -t id ls -all -root"
+        );
+        assert_eq!(
+            norm("capsa exec -cwd /all id sh -c echo"),
+            "capsa exec --cwd /all id sh -c echo"
+        );
+        assert_eq!(norm("capsa kill -all id 9"), "capsa kill --all id 9");
+    }
 }

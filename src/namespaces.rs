@@ -36,6 +36,52 @@ fn proc_name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
+/// The order namespaces are joined in: the user namespace first (it
+/// grants the capabilities to join the others), the mount namespace last
+/// (it changes what later paths mean).
+pub fn join_order(t: LinuxNamespaceType) -> u8 {
+    match t {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Mount => 2,
+        _ => 1,
+    }
+}
+
+/// Writes the uid and gid maps of a child's new user namespace (from the
+/// parent, before the child goes on).
+pub fn write_id_maps(spec: &Spec, pid: nix::unistd::Pid) -> Result<()> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    for (file, field, maps) in [
+        ("uid_map", "linux.uidMappings", linux.uid_mappings()),
+        ("gid_map", "linux.gidMappings", linux.gid_mappings()),
+    ] {
+        let Some(maps) = maps.as_ref().filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        let text: String = maps
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text).ctx(|| format!("config.json: {field}: write {path}"))?;
+    }
+    Ok(())
+}
+
+/// Switches to uid and gid 0 of the user namespace just entered, so the
+/// setup runs as the container's root.
+pub fn become_userns_root() -> Result<()> {
+    let root_g = nix::unistd::Gid::from_raw(0);
+    let root_u = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_g, root_g, root_g)
+        .ctx(|| "user namespace: become gid 0 (is gid 0 in linux.gidMappings?)")?;
+    nix::unistd::setresuid(root_u, root_u, root_u)
+        .ctx(|| "user namespace: become uid 0 (is uid 0 in linux.uidMappings?)")?;
+    Ok(())
+}
+
 pub fn plan(spec: &Spec) -> Plan {
     let mut p = Plan {
         clone_flags: CloneFlags::empty(),
@@ -57,8 +103,7 @@ pub fn plan(spec: &Spec) -> Plan {
             None => p.clone_flags |= flag(ns.typ()),
         }
     }
-    // The mount namespace changes what later paths mean: join it last.
-    p.join.sort_by_key(|(t, _)| *t == LinuxNamespaceType::Mount);
+    p.join.sort_by_key(|(t, _)| join_order(*t));
     p
 }
 
@@ -107,12 +152,19 @@ impl Plan {
         Ok(())
     }
 
-    /// In the init: join the other namespaces, then create the cgroup one.
+    /// In the init: join the other namespaces (becoming root of a user
+    /// namespace first), then create the cgroup one.
     pub fn join_rest(&self, fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<()> {
         for (t, fd) in fds {
             if *t != LinuxNamespaceType::Pid {
                 setns(fd, flag(*t)).ctx(|| format!("join {} namespace", ns_name(*t)))?;
             }
+            if *t == LinuxNamespaceType::User {
+                become_userns_root()?;
+            }
+        }
+        if self.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+            become_userns_root()?;
         }
         if self.new_cgroupns {
             unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "create cgroup namespace")?;

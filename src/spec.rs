@@ -90,6 +90,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .process()
         .as_ref()
         .ok_or_else(|| field_err("process", "missing (a container needs a process to run)"))?;
+    check_lsm(spec)?;
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(field_err("process.args", "must name a program to run")),
@@ -98,12 +99,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         return Err(field_err(
             "process.cwd",
             format!("{:?} is not an absolute path", process.cwd()),
-        ));
-    }
-    if process.terminal() == Some(true) {
-        return Err(field_err(
-            "process.terminal",
-            "terminals are not supported yet; set \"terminal\": false",
         ));
     }
     if let Some(rl) = process.rlimits() {
@@ -135,10 +130,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 ));
             }
             match ns.typ() {
-                LinuxNamespaceType::User => {
+                LinuxNamespaceType::User if !nix::unistd::geteuid().is_root() => {
                     return Err(field_err(
                         format!("{field}.type"),
-                        "user namespaces are not supported yet",
+                        "user namespaces without root (rootless mode) are not supported yet",
                     ));
                 }
                 LinuxNamespaceType::Time => {
@@ -162,6 +157,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     let has = |t: LinuxNamespaceType| ns_types.contains(&t);
+    check_id_mappings(spec, has(LinuxNamespaceType::User))?;
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(field_err(
             "hostname",
@@ -209,9 +205,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                     .map_err(|m| field_err(format!("linux.sysctl[{key:?}]"), m))?;
             }
         }
-        if l.seccomp().is_some() {
-            return Err(field_err("linux.seccomp", "seccomp is not supported yet"));
-        }
         if let Some(r) = l.resources() {
             check_resources(r)?;
         }
@@ -228,6 +221,102 @@ fn check_resources(r: &oci_spec::runtime::LinuxResources) -> Result<()> {
         &format!("{CONFIG}: linux.resources.devices"),
     )
     .map(drop)
+}
+
+/// AppArmor and SELinux settings are refused where the host lacks the LSM,
+/// rather than silently running the container unconfined.
+fn check_lsm(spec: &Spec) -> Result<()> {
+    let set = |v: Option<&String>| v.is_some_and(|v| !v.is_empty());
+    let process = spec.process().as_ref();
+    if set(process.and_then(|p| p.apparmor_profile().as_ref()))
+        && !Path::new("/sys/kernel/security/apparmor").exists()
+    {
+        return Err(field_err(
+            "process.apparmorProfile",
+            "AppArmor is not enabled on this host",
+        ));
+    }
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    if set(process.and_then(|p| p.selinux_label().as_ref())) && !selinux {
+        return Err(field_err(
+            "process.selinuxLabel",
+            "SELinux is not enabled on this host",
+        ));
+    }
+    if set(spec.linux().as_ref().and_then(|l| l.mount_label().as_ref())) && !selinux {
+        return Err(field_err(
+            "linux.mountLabel",
+            "SELinux is not enabled on this host",
+        ));
+    }
+    Ok(())
+}
+
+/// uid/gid mappings: required with a new user namespace (and only then),
+/// non-empty ranges that do not overlap on either side.
+fn check_id_mappings(spec: &Spec, userns: bool) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let new_userns = userns
+        && linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| {
+                n.iter()
+                    .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
+            });
+    for (field, maps) in [
+        (
+            "linux.uidMappings",
+            linux.and_then(|l| l.uid_mappings().as_ref()),
+        ),
+        (
+            "linux.gidMappings",
+            linux.and_then(|l| l.gid_mappings().as_ref()),
+        ),
+    ] {
+        let maps = maps.map(Vec::as_slice).unwrap_or(&[]);
+        if !userns && !maps.is_empty() {
+            return Err(field_err(
+                field,
+                "mappings need a user namespace in linux.namespaces",
+            ));
+        }
+        if new_userns && maps.is_empty() {
+            return Err(field_err(field, "a new user namespace needs mappings"));
+        }
+        if !new_userns && userns && !maps.is_empty() {
+            return Err(field_err(
+                field,
+                "mappings cannot be applied to a joined user namespace",
+            ));
+        }
+        for (i, m) in maps.iter().enumerate() {
+            if m.size() == 0 {
+                return Err(field_err(format!("{field}[{i}].size"), "must not be 0"));
+            }
+            let end = |start: u32| start as u64 + m.size() as u64;
+            if end(m.container_id()) > u32::MAX as u64 + 1 || end(m.host_id()) > u32::MAX as u64 + 1
+            {
+                return Err(field_err(
+                    format!("{field}[{i}]"),
+                    "range overflows 32-bit ids",
+                ));
+            }
+            for (j, o) in maps.iter().enumerate().take(i) {
+                let overlap = |a: u32, b: u32, bs: u32| {
+                    (a as u64) < b as u64 + bs as u64 && (b as u64) < end(a)
+                };
+                if overlap(m.container_id(), o.container_id(), o.size())
+                    || overlap(m.host_id(), o.host_id(), o.size())
+                {
+                    return Err(field_err(
+                        format!("{field}[{i}]"),
+                        format!("overlaps {field}[{j}]"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn ns_name(t: LinuxNamespaceType) -> &'static str {

@@ -45,7 +45,25 @@ pub fn cloexec_from(first: u32) -> Result<(), Errno> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    Errno::result(r).map(drop)
+    match Errno::result(r) {
+        Ok(_) => Ok(()),
+        // Kernels before 5.11 lack the flag: mark them one by one.
+        Err(Errno::EINVAL) | Err(Errno::ENOSYS) => {
+            let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+                .map_err(|_| Errno::ENOSYS)?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .filter(|fd: &i32| *fd >= first as i32)
+                .collect();
+            for fd in fds {
+                // SAFETY: F_SETFD only changes the flags of our own fd; an
+                // fd closed meanwhile (the directory's) just returns EBADF.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub fn setdomainname(name: &str) -> Result<(), Errno> {

@@ -281,15 +281,22 @@ fn unsupported_features_are_refused_clearly() {
     c["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"type": "user"}));
-    create_fails(&ctx, &c, "user namespaces are not supported yet");
+        .push(json!({"type": "time"}));
+    create_fails(&ctx, &c, "time namespaces are not supported yet");
     let mut c = ctx.default_config();
-    c["process"]["terminal"] = true.into();
+    c["process"]["apparmorProfile"] = "docker-default".into();
     create_fails(
         &ctx,
         &c,
-        "process.terminal: terminals are not supported yet",
+        "config.json: process.apparmorProfile: AppArmor is not enabled on this host",
     );
-    let out = ctx.capsa(&["exec", "x", "true"]);
-    assert_fails_with(&out, "command \"exec\" is not supported yet");
+    let mut c = ctx.default_config();
+    c["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0".into();
+    create_fails(
+        &ctx,
+        &c,
+        "config.json: process.selinuxLabel: SELinux is not enabled on this host",
+    );
+    let out = ctx.capsa(&["checkpoint", "x"]);
+    assert_fails_with(&out, "command \"checkpoint\" is not supported yet");
 }

@@ -4,16 +4,21 @@
 //! it waits on the exec socket until `start`, then execs the user process.
 
 use super::sync::{Channel, Msg};
-use crate::capabilities;
+use crate::capabilities::{self, Masks};
 use crate::error::{Context, Error, Result};
+use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
-use crate::rootfs::Rootfs;
+use crate::rootfs::{Rootfs, paths};
+use crate::tty;
+use nix::fcntl::OFlag;
+use nix::mount::{MsFlags, mount};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::SigSet;
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub struct Init<'a> {
@@ -25,23 +30,45 @@ pub struct Init<'a> {
     pub ns_fds: Vec<(LinuxNamespaceType, OwnedFd)>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
-    pub preserve_fds: u32,
+    /// fds 3.. that reach the container process unchanged.
+    pub keep_fds: u32,
+    /// Where to send the pty master when `process.terminal` is set.
+    pub console: Option<OwnedFd>,
     pub chan: Channel,
     pub exec_listener: OwnedFd,
     /// The signal mask the caller had before capsa blocked signals.
     pub sigmask: SigSet,
 }
 
-/// What is left to do once `start` arrives.
-struct Exec {
+/// The user process, ready to be exec'd.
+pub struct Exec {
     path: CString,
     args: Vec<CString>,
     env: Vec<CString>,
+    /// A seccomp filter to install right before the exec.
+    seccomp: Option<crate::seccomp::Prepared>,
+}
+
+/// Compiles `linux.seccomp` of a config, if it has one.
+pub fn prepare_seccomp(spec: &Spec) -> Result<Option<crate::seccomp::Prepared>> {
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => {
+            let p = crate::seccomp::prepare(s)?;
+            if p.uses_notify() {
+                return Err(Error::msg(
+                    "config.json: linux.seccomp: SCMP_ACT_NOTIFY is not supported yet",
+                ));
+            }
+            Ok(Some(p))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Runs the init; never returns.
 pub fn run(init: Init<'_>) -> ! {
     let _ = init.sigmask.thread_set_mask();
+    protect_binary();
     let exec = match setup(&init) {
         Ok(e) => e,
         Err(e) => {
@@ -55,8 +82,15 @@ pub fn run(init: Init<'_>) -> ! {
         // delete this container, so do not linger.
         std::process::exit(1);
     }
-    drop(init.chan);
-    wait_for_start_and_exec(init.exec_listener, exec)
+    let state = hook_state(init.id, init.bundle, init.spec, "created");
+    let Init {
+        chan,
+        exec_listener,
+        spec,
+        ..
+    } = init;
+    drop(chan);
+    wait_for_start_and_exec(exec_listener, spec, &state, exec)
 }
 
 fn setup(init: &Init<'_>) -> Result<Exec> {
@@ -65,12 +99,14 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::msg("config.json: process: missing"))?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    nix::sys::stat::umask(Mode::empty());
     match init.chan.recv()? {
         Some(Msg::Continue) => {}
         _ => return Err(Error::msg("parent went away")),
     }
+    crate::logging::phase("init: cgroups joined");
     init.ns.join_rest(&init.ns_fds)?;
+    crate::logging::phase("init: namespaces");
     if !init.no_new_keyring
         && let Err(e) = crate::sys::join_session_keyring(init.id)
         && e != nix::errno::Errno::ENOSYS
@@ -89,29 +125,169 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(|| format!("config.json: process.oomScoreAdj: write {adj}"))?;
     }
-    let caps = process.capabilities().as_ref().map(capabilities::resolve);
-
     let rootfs = Rootfs {
         spec,
         bundle: init.bundle,
         rootfs: init.rootfs,
         cgroupns: init.ns.has(LinuxNamespaceType::Cgroup),
     };
-    if init.ns.has(LinuxNamespaceType::Mount) {
+    // Without a mount namespace of its own the container shares the
+    // runtime's: capsa then changes no mounts (they would land on the host)
+    // and only chroots into the rootfs.
+    let own_mntns = init.ns.has(LinuxNamespaceType::Mount);
+    if own_mntns {
         rootfs.prepare()?;
-        rootfs.pivot(init.no_pivot)?;
-        rootfs.finish()?;
-    } else {
+        crate::logging::phase("init: mounts, devices, sysctls, masked paths");
+    } else if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        crate::logging::warn(
+            "config.json: mounts, devices, sysctls, masked and read-only paths are not applied: \
+             the container has no mount namespace of its own",
+        );
+    }
+    if init.console.is_some() && !own_mntns {
         return Err(Error::msg(
-            "config.json: linux.namespaces: a mount namespace is required",
+            "config.json: process.terminal needs a mount namespace (for the container's devpts)",
         ));
     }
-
-    set_rlimits(process)?;
-    let env = environment(process);
-    let exec = find_executable(process, &env)?;
+    let pty = match &init.console {
+        Some(_) => Some(console_pty(init.rootfs, process)?),
+        None => None,
+    };
+    let hooks = spec.hooks().as_ref();
+    if !hooks::of(hooks, Kind::Prestart).is_empty()
+        || !hooks::of(hooks, Kind::CreateRuntime).is_empty()
+    {
+        init.chan.send(&Msg::Hooks)?;
+        init.chan.expect(Msg::HooksDone, "parent went away")?;
+    }
+    if !hooks::of(hooks, Kind::CreateContainer).is_empty() {
+        let state = hook_state(init.id, init.bundle, spec, "created");
+        hooks::run(hooks, Kind::CreateContainer, &state)?;
+    }
+    if own_mntns {
+        rootfs.pivot(init.no_pivot)?;
+        crate::logging::phase("init: pivot_root");
+        rootfs.finish()?;
+    } else {
+        nix::unistd::chroot(init.rootfs).ctx(|| format!("chroot {}", init.rootfs.display()))?;
+        nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    }
+    let slave = match (pty, &init.console) {
+        (Some(p), Some(sock)) => {
+            tty::send_fd(sock.as_fd(), p.master.as_fd())?;
+            Some(p.slave)
+        }
+        _ => None,
+    };
+    let seccomp = prepare_seccomp(spec)?;
+    let mut env = process.env().clone().unwrap_or_default();
+    add_listen_fds(&mut env);
     nix::unistd::setsid().ctx(|| "setsid")?;
+    let exec = finalize(process, &env, slave.as_ref(), init.keep_fds, seccomp);
+    crate::logging::phase("init: seccomp, user, capabilities");
+    exec
+}
 
+/// The state a hook reads on stdin.
+pub fn hook_state(id: &str, bundle: &Path, spec: &Spec, status: &str) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": std::process::id(),
+        "bundle": bundle,
+    });
+    if let Some(a) = spec.annotations().as_ref().filter(|a| !a.is_empty()) {
+        v["annotations"] = serde_json::to_value(a).unwrap_or_default();
+    }
+    v
+}
+
+/// LISTEN_FDS socket activation: the fds passed to capsa are the
+/// container's, and LISTEN_PID names the container process (PID 1).
+fn add_listen_fds(env: &mut Vec<String>) {
+    if let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .filter(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
+    {
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={n}"));
+        env.push("LISTEN_PID=1".into());
+    }
+}
+
+/// The number of fds socket activation hands to capsa.
+pub fn listen_fds() -> u32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A pty in the container's devpts, with the slave also bind-mounted on
+/// /dev/console.
+fn console_pty(rootfs: &Path, process: &Process) -> Result<tty::Pty> {
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open rootfs")?;
+    let size = process
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    let pty = tty::open_pty(root.as_fd(), size)?;
+    let console = paths::ensure_file(
+        root.as_fd(),
+        Path::new("/dev/console"),
+        Path::new("/dev/console"),
+    )?;
+    mount(
+        Some(paths::fd_path(&pty.slave).as_str()),
+        paths::fd_path(&console).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| "bind the pty on /dev/console")?;
+    Ok(pty)
+}
+
+/// The steps shared by the init and `exec`, once the process is in the
+/// container's namespaces and root: limits, program lookup, terminal,
+/// capabilities, user, cwd, no_new_privs, umask, fds.
+///
+/// The seccomp filter is installed as late as possible: right before the
+/// exec when no_new_privs is set or the process keeps CAP_SYS_ADMIN (either
+/// lets an unprivileged process install it); otherwise, as runc does, before
+/// the capabilities are dropped.
+pub fn finalize(
+    process: &Process,
+    env: &[String],
+    tty_slave: Option<&OwnedFd>,
+    keep_fds: u32,
+    seccomp: Option<crate::seccomp::Prepared>,
+) -> Result<Exec> {
+    set_rlimits(process)?;
+    let env = with_home(process, env);
+    let mut exec = find_executable(process, &env)?;
+    if let Some(slave) = tty_slave {
+        tty::make_controlling(slave)?;
+    }
+    let caps: Option<Masks> = process.capabilities().as_ref().map(capabilities::resolve);
+    // Before any seccomp filter, which may not allow close_range.
+    crate::sys::cloexec_from(3 + keep_fds).ctx(|| "mark fds close-on-exec")?;
+    let keeps_sys_admin = match &caps {
+        Some(m) => m.effective & caps::Capability::CAP_SYS_ADMIN.bitmask() != 0,
+        None => process.user().uid() == 0,
+    };
+    if let Some(f) = seccomp {
+        if process.no_new_privileges() == Some(true) || keeps_sys_admin {
+            exec.seccomp = Some(f);
+        } else {
+            crate::seccomp::install(&f)?;
+        }
+    }
     let cwd = process.cwd();
     let cwd_early = nix::unistd::chdir(cwd);
     if let Some(m) = &caps {
@@ -129,8 +305,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl")?;
     }
     let umask = process.user().umask().unwrap_or(0o022);
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as _));
-    crate::sys::cloexec_from(3 + init.preserve_fds).ctx(|| "mark fds close-on-exec")?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(umask as _));
     Ok(exec)
 }
 
@@ -192,9 +367,9 @@ fn switch_user(process: &Process, keep_caps: bool) -> Result<()> {
     Ok(())
 }
 
-/// `process.env`, plus HOME from the container's /etc/passwd when unset.
-fn environment(process: &Process) -> Vec<String> {
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+/// `env`, plus HOME from the container's /etc/passwd when unset.
+fn with_home(process: &Process, env: &[String]) -> Vec<String> {
+    let mut env = env.to_vec();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         let uid = process.user().uid();
         let home = std::fs::read_to_string("/etc/passwd")
@@ -217,7 +392,7 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
 }
 
 /// Finds the program like execvp would, in the container's filesystem and
-/// with the container's PATH, so a missing one fails `create` clearly.
+/// with the container's PATH, so a missing one fails clearly before start.
 fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args.first().cloned().unwrap_or_default();
@@ -264,7 +439,30 @@ fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
             .iter()
             .map(|e| cstring(e, "process.env"))
             .collect::<Result<_>>()?,
+        seccomp: None,
     })
+}
+
+/// Replaces this process with the user process; returns only on failure,
+/// with the message to report.
+pub fn exec(e: &Exec) -> String {
+    if let Some(f) = &e.seccomp
+        && let Err(err) = crate::seccomp::install(f)
+    {
+        return err.to_string();
+    }
+    let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
+    format!("exec {:?}: {}", e.path, crate::error::errno_text(err))
+}
+
+/// Until it execs the user process, this process is the capsa binary
+/// running inside the container's namespaces. Non-dumpable, its
+/// /proc/PID/exe, memory and fds cannot be opened by container processes
+/// (that needs CAP_SYS_PTRACE in capsa's own user namespace), which closes
+/// the way to overwrite the host's binary (CVE-2019-5736) for containers
+/// without that capability. The flag resets when the user process is exec'd.
+pub fn protect_binary() {
+    let _ = nix::sys::prctl::set_dumpable(false);
 }
 
 extern "C" fn exit_on_signal(sig: libc::c_int) {
@@ -272,29 +470,36 @@ extern "C" fn exit_on_signal(sig: libc::c_int) {
     unsafe { libc::_exit(128 + sig) }
 }
 
-/// Blocks until `start` connects to the exec socket, then execs. A failed
-/// exec is reported back over the connection; a successful one closes it
-/// (close-on-exec), which `start` reads as success.
-fn wait_for_start_and_exec(listener: OwnedFd, exec: Exec) -> ! {
+/// Blocks until `start` connects to the exec socket, runs the
+/// startContainer hooks, then execs. A failure is reported back over the
+/// connection; a successful exec closes it (close-on-exec), which `start`
+/// reads as success.
+fn wait_for_start_and_exec(
+    listener: OwnedFd,
+    spec: &Spec,
+    state: &serde_json::Value,
+    user: Exec,
+) -> ! {
     // As PID 1 of its namespace the init would ignore signals it has no
     // handler for; until the user process runs, a terminating signal from
     // `kill` must still end it.
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, Signal, sigaction};
     for sig in [
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGHUP,
-        nix::sys::signal::Signal::SIGQUIT,
-        nix::sys::signal::Signal::SIGUSR1,
-        nix::sys::signal::Signal::SIGUSR2,
-        nix::sys::signal::Signal::SIGALRM,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
     ] {
-        let action = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::Handler(exit_on_signal),
-            nix::sys::signal::SaFlags::empty(),
+        let action = SigAction::new(
+            SigHandler::Handler(exit_on_signal),
+            SaFlags::empty(),
             SigSet::empty(),
         );
         // SAFETY: the handler only calls _exit.
-        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+        let _ = unsafe { sigaction(sig, &action) };
     }
     let conn = loop {
         match nix::sys::socket::accept4(
@@ -307,12 +512,16 @@ fn wait_for_start_and_exec(listener: OwnedFd, exec: Exec) -> ! {
         }
     };
     drop(listener);
-    let err = nix::unistd::execve(&exec.path, &exec.args, &exec.env).unwrap_err();
-    let msg = format!("exec {:?}: {}", exec.path, crate::error::errno_text(err));
-    let _ = nix::unistd::write(
-        // SAFETY: `conn` is the fd accept4 just returned and is still open.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(conn) },
-        msg.as_bytes(),
-    );
+    // SAFETY: `conn` was just returned by accept4 and nothing else owns it.
+    let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) };
+    let hooks = spec.hooks().as_ref();
+    let msg = if !hooks::of(hooks, Kind::StartContainer).is_empty()
+        && let Err(e) = hooks::run(hooks, Kind::StartContainer, state)
+    {
+        e.to_string()
+    } else {
+        exec(&user)
+    };
+    let _ = nix::unistd::write(&conn, msg.as_bytes());
     std::process::exit(127);
 }

@@ -3,6 +3,7 @@
 //! handshake with the child over the sync channel, and the state written
 //! before the child is told it may outlive us.
 
+pub mod exec;
 pub mod init;
 pub mod sync;
 
@@ -27,6 +28,10 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Where to send the pty master (`--console-socket`).
+    pub console_socket: Option<PathBuf>,
+    /// Foreground `run`: capsa itself relays the container's pty.
+    pub relay_tty: bool,
     /// The signal mask to give the init (the caller's, before capsa blocked
     /// any signals of its own).
     pub sigmask: SigSet,
@@ -60,18 +65,54 @@ fn exec_listener(locked: &Locked) -> Result<OwnedFd> {
     Ok(sock)
 }
 
+/// The container created: its state, and the pty master when capsa
+/// relays the terminal itself.
+pub struct Created {
+    pub state: State,
+    pub pty_master: Option<OwnedFd>,
+}
+
+/// Where the init sends the pty master: the client's console socket, or
+/// our end of a socket pair when capsa relays the terminal itself.
+fn console(bundle: &Bundle, opts: &CreateOptions) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    match (&opts.console_socket, terminal) {
+        (Some(_), false) => Err(Error::msg(
+            "--console-socket given but process.terminal is not set in config.json",
+        )),
+        (Some(path), true) => Ok((Some(crate::tty::connect(path)?), None)),
+        (None, true) if opts.relay_tty => {
+            let (a, b) = nix::sys::socket::socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "socketpair")?;
+            Ok((Some(a), Some(b)))
+        }
+        (None, true) => Err(Error::msg(
+            "process.terminal is set: a --console-socket is needed to receive the terminal \
+             (or use `run` in the foreground)",
+        )),
+        (None, false) => Ok((None, None)),
+    }
+}
+
 /// Creates the container described by `bundle` in the locked state dir:
 /// on success the init waits for `start` and the state is on disk; on
 /// failure the init is gone (and with it every mount it made).
-pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<State> {
+pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<Created> {
     let plan = namespaces::plan(&bundle.spec);
     let mut cgroup = cgroups::for_container(&bundle.spec, &opts.id, opts.systemd_cgroup)?;
     let ns_fds = plan.open()?;
+    let (console_child, console_parent) = console(bundle, opts)?;
     let listener = exec_listener(locked)?;
     let (parent, child) = sync::pair()?;
     plan.join_pid(&ns_fds)?;
 
     let flags = plan.clone_flags.bits();
+    crate::logging::phase("prepare");
     let pid = match crate::sys::clone_into_namespaces(flags).ctx(|| "clone container init")? {
         None => {
             drop(parent);
@@ -84,7 +125,8 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
                 ns_fds,
                 no_pivot: opts.no_pivot,
                 no_new_keyring: opts.no_new_keyring,
-                preserve_fds: opts.preserve_fds,
+                keep_fds: opts.preserve_fds.max(init::listen_fds()),
+                console: console_child,
                 chan: child,
                 exec_listener: listener,
                 sigmask: opts.sigmask,
@@ -95,10 +137,19 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     drop(child);
     drop(listener);
     drop(ns_fds);
+    drop(console_child);
     // The init waits for Continue: it joins its cgroup, under its limits,
     // before it does anything of the container's.
+    crate::logging::phase("clone");
     let result = cgroups::setup(cgroup.as_mut(), pid.as_raw())
-        .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cgroup.record()));
+        .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cgroup.record()))
+        .and_then(|state| {
+            let pty_master = match &console_parent {
+                Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
+                None => None,
+            };
+            Ok(Created { state, pty_master })
+        });
     if result.is_err() {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -116,8 +167,25 @@ fn finish_create(
     cgroup: &cgroups::Record,
 ) -> Result<State> {
     let gone = "container init exited during setup";
+    if plan_has_new_userns(&bundle.spec) {
+        namespaces::write_id_maps(&bundle.spec, pid)?;
+    }
     chan.send(&Msg::Continue)?;
-    chan.expect(Msg::Ready, gone)?;
+    loop {
+        match chan.recv()? {
+            Some(Msg::Ready) => break,
+            Some(Msg::Hooks) => {
+                let hooks = bundle.spec.hooks().as_ref();
+                let state = hook_state(&opts.id, bundle, pid, "creating");
+                crate::hooks::run(hooks, crate::hooks::Kind::Prestart, &state)?;
+                crate::hooks::run(hooks, crate::hooks::Kind::CreateRuntime, &state)?;
+                chan.send(&Msg::HooksDone)?;
+            }
+            Some(Msg::Fail(m)) => return Err(Error::Msg(m)),
+            Some(m) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),
+            None => return Err(Error::msg(gone)),
+        }
+    }
     let (pid_start, _) = crate::sys::proc_stat(pid.as_raw()).ok_or_else(|| Error::msg(gone))?;
     let state = State {
         id: opts.id.clone(),
@@ -138,12 +206,35 @@ fn finish_create(
         config: bundle.raw.clone(),
         cgroup: Some(cgroup.clone()),
     };
+    crate::logging::phase("init ready");
     locked.save(&state)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
     chan.send(&Msg::Commit)?;
+    crate::logging::phase("state saved");
     Ok(state)
+}
+
+fn plan_has_new_userns(spec: &oci_spec::runtime::Spec) -> bool {
+    namespaces::plan(spec)
+        .clone_flags
+        .contains(nix::sched::CloneFlags::CLONE_NEWUSER)
+}
+
+/// The state hooks in the runtime namespace read on stdin.
+fn hook_state(id: &str, bundle: &Bundle, pid: Pid, status: &str) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid.as_raw(),
+        "bundle": bundle.dir,
+    });
+    if let Some(a) = bundle.spec.annotations().as_ref().filter(|a| !a.is_empty()) {
+        v["annotations"] = serde_json::to_value(a).unwrap_or_default();
+    }
+    v
 }
 
 /// Writes the pid file atomically (temporary file + rename), as runc does.

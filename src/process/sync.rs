@@ -15,10 +15,13 @@ pub enum Msg {
     Ready,
     /// parent → child: the state is on disk; the child may outlive us.
     Commit,
-    /// child → parent: acknowledged `Commit`.
-    Ack,
     /// child → parent: setup failed with this message.
     Fail(String),
+    /// child → parent: the namespaces and mounts exist; run the prestart
+    /// and createRuntime hooks now (before pivot_root).
+    Hooks,
+    /// parent → child: those hooks ran.
+    HooksDone,
 }
 
 pub struct Channel {
@@ -42,7 +45,8 @@ impl Channel {
             Msg::Continue => b"C".to_vec(),
             Msg::Ready => b"R".to_vec(),
             Msg::Commit => b"G".to_vec(),
-            Msg::Ack => b"A".to_vec(),
+            Msg::Hooks => b"H".to_vec(),
+            Msg::HooksDone => b"D".to_vec(),
             Msg::Fail(m) => {
                 let mut v = b"E".to_vec();
                 // Keep within one datagram.
@@ -79,7 +83,8 @@ impl Channel {
             b'C' => Msg::Continue,
             b'R' => Msg::Ready,
             b'G' => Msg::Commit,
-            b'A' => Msg::Ack,
+            b'H' => Msg::Hooks,
+            b'D' => Msg::HooksDone,
             b'E' => Msg::Fail(String::from_utf8_lossy(&buf[1..n]).into_owned()),
             other => {
                 return Err(Error::msg(format!(

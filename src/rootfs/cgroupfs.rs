@@ -86,8 +86,21 @@ fn mount_hierarchy(
     let dir = paths::mkdir_all(root, dest, dest)?;
     let target = paths::fd_path(&dir);
     let what = format!("cgroup hierarchy at {}", dest.display());
+    let data = h
+        .filter(|_| fstype == "cgroup")
+        .map(super_options)
+        .unwrap_or_default();
+    let data = (!data.is_empty()).then_some(data.as_str());
+    // Inside a cgroup namespace mount the hierarchy afresh, unless the
+    // kernel refuses (cgroup v1 from a user namespace): then bind it.
+    if cgroupns {
+        match sys_mount(Some(fstype), target.as_str(), Some(fstype), flags, data) {
+            Err(nix::errno::Errno::EPERM) if h.is_some() => {}
+            r => return r.ctx(|| format!("mount {what}")),
+        }
+    }
     match h {
-        Some(h) if !cgroupns => {
+        Some(h) => {
             // Without a cgroup namespace, show only the container's own
             // cgroup, as runc does.
             let own = cgroup_in(h, proc_cgroup).unwrap_or_else(|| "/".into());
@@ -110,19 +123,17 @@ fn mount_hierarchy(
             )
             .ctx(|| format!("remount {what}"))
         }
-        _ => {
-            let data: String = match h {
-                Some(h) if fstype == "cgroup" => h
-                    .options
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                _ => String::new(),
-            };
-            let data = (!data.is_empty()).then_some(data.as_str());
-            sys_mount(Some(fstype), target.as_str(), Some(fstype), flags, data)
-                .ctx(|| format!("mount {what}"))
-        }
+        None => Err(crate::error::Error::msg(format!(
+            "{what}: the host has no cgroup2 mount to bind"
+        ))),
     }
+}
+
+/// The controllers of a v1 hierarchy as mount data (`cpu`, `name=systemd`).
+fn super_options(h: &Hierarchy) -> String {
+    h.options
+        .split(',')
+        .filter(|o| !matches!(*o, "rw" | "ro"))
+        .collect::<Vec<_>>()
+        .join(",")
 }

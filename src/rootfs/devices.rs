@@ -32,14 +32,19 @@ const LINKS: [(&str, &str); 5] = [
 pub fn create_default(root: BorrowedFd<'_>) -> Result<()> {
     let dev = paths::mkdir_all(root, Path::new("/dev"), Path::new("/dev"))?;
     for (name, major, minor) in DEFAULT {
-        make_node(
+        match make_node(
             dev.as_fd(),
             name,
             SFlag::S_IFCHR,
             0o666,
             makedev(major, minor),
-        )
-        .ctx(|| format!("create device /dev/{name}"))?;
+        ) {
+            // In a user namespace mknod is refused: bind the host's node.
+            Err(Errno::EPERM) => {
+                bind_host_device(dev.as_fd(), name, Path::new("/dev").join(name).as_path())
+            }
+            r => r.ctx(|| format!("create device /dev/{name}")),
+        }?;
     }
     for (name, target) in LINKS {
         match symlinkat(target, dev.as_fd(), name) {
@@ -92,7 +97,17 @@ pub fn create(root: BorrowedFd<'_>, d: &LinuxDevice, field: &str) -> Result<()> 
     let dir = paths::mkdir_all(root, parent, path)?;
     let perm = d.file_mode().unwrap_or(0o666) & 0o7777;
     let rdev = makedev(d.major() as u64, d.minor() as u64);
-    make_node_named(dir.as_fd(), name, kind, perm, rdev).map_err(|e| {
+    let made = match make_node_named(dir.as_fd(), name, kind, perm, rdev) {
+        Err(Errno::EPERM) => {
+            let name = name
+                .to_str()
+                .ok_or_else(|| err("path is not UTF-8".into()))?;
+            return bind_host_device(dir.as_fd(), name, path)
+                .map_err(|e| e.prefixed(format!("config.json: {field}")));
+        }
+        r => r,
+    };
+    made.map_err(|e| {
         Err::<(), _>(e)
             .ctx(|| format!("config.json: {field}: mknod {}", path.display()))
             .unwrap_err()
@@ -110,6 +125,37 @@ pub fn create(root: BorrowedFd<'_>, d: &LinuxDevice, field: &str) -> Result<()> 
         .ctx(|| format!("config.json: {field}: chown {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Where mknod is not allowed (a user namespace), bind-mounts the host's
+/// device node onto an empty file instead, as runc does.
+fn bind_host_device(dir: BorrowedFd<'_>, name: &str, host: &Path) -> Result<()> {
+    let _ = unlinkat(dir, name, UnlinkatFlags::NoRemoveDir);
+    nix::fcntl::openat(
+        dir,
+        name,
+        nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_EXCL
+            | nix::fcntl::OFlag::O_WRONLY
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .ctx(|| format!("create {name} to bind {}", host.display()))?;
+    let target = nix::fcntl::openat(
+        dir,
+        name,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {name}"))?;
+    nix::mount::mount(
+        Some(host),
+        paths::fd_path(&target).as_str(),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind host device {}", host.display()))
 }
 
 fn make_node_named(

@@ -109,14 +109,20 @@ impl Rootfs<'_> {
                         "destination is a symlink; refusing to mount proc or sysfs there",
                     ));
                 }
-                Ok(fd)
-                    if !fstat(fd.as_fd()).is_ok_and(|s| {
-                        SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
-                    }) =>
-                {
-                    return Err(Error::msg("destination is not a directory"));
+                Ok(fd) => {
+                    let kind = fstat(fd.as_fd())
+                        .map(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT)
+                        .ctx(|| "stat destination")?;
+                    if kind == SFlag::S_IFLNK {
+                        return Err(Error::msg(
+                            "destination is a symlink; refusing to mount proc or sysfs there",
+                        ));
+                    }
+                    if kind != SFlag::S_IFDIR {
+                        return Err(Error::msg("destination is not a directory"));
+                    }
                 }
-                _ => {}
+                Err(_) => {}
             }
         }
         if !bind && matches!(typ, "cgroup" | "cgroup2") {
@@ -168,14 +174,37 @@ impl Rootfs<'_> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| typ.to_string());
             let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-            mount(
+            match mount(
                 Some(source.as_str()),
                 paths::fd_path(&target).as_str(),
                 Some(typ),
                 opts.flags,
                 data,
-            )
-            .ctx(|| format!("mount {typ}"))?;
+            ) {
+                // A user namespace that does not own the network namespace
+                // may not mount sysfs: show the host's, bound read-only.
+                Err(Errno::EPERM) if typ == "sysfs" => {
+                    mount(
+                        Some("/sys"),
+                        paths::fd_path(&target).as_str(),
+                        NONE,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        NONE,
+                    )
+                    .ctx(|| "bind /sys")?;
+                    let mounted = reopen(root, dest)?;
+                    let flags = kept_flags(mounted.as_fd()) | (opts.flags & MsFlags::MS_RDONLY);
+                    mount(
+                        NONE,
+                        paths::fd_path(&mounted).as_str(),
+                        NONE,
+                        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+                        NONE,
+                    )
+                    .ctx(|| "remount /sys")?;
+                }
+                r => r.ctx(|| format!("mount {typ}"))?,
+            }
         }
         drop(target);
         for p in &opts.propagation {

@@ -1,0 +1,197 @@
+//! `capsa exec`: a new process in a running container. capsa joins the
+//! container's PID namespace for its children, clones once, and the child
+//! joins every other namespace of the init before it becomes the process
+//! (same finalize steps as the init: limits, user, capabilities, ...).
+
+use super::init;
+use super::sync::{self, Msg};
+use crate::error::{Context, Error, Result};
+use crate::spec::ns_name;
+use crate::tty;
+use nix::fcntl::OFlag;
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+pub struct ExecOptions {
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    /// The caller's signal mask, for the new process.
+    pub sigmask: SigSet,
+    /// The container's cgroups, which the process joins before it runs.
+    pub cgroup: Option<crate::cgroups::Record>,
+}
+
+/// The started process: its host pid and, when capsa relays the
+/// terminal, the pty master.
+pub struct Started {
+    pub pid: Pid,
+    pub pty_master: Option<OwnedFd>,
+}
+
+fn proc_ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Network => "net",
+        other => ns_name(other),
+    }
+}
+
+/// Opens the namespaces of `init_pid` that the container has of its own,
+/// in the order they must be joined (mount last).
+fn open_namespaces(spec: &Spec, init_pid: i32) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+    let mut out = Vec::new();
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let path = format!("/proc/{init_pid}/ns/{}", proc_ns_name(ns.typ()));
+        let fd = nix::fcntl::open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("open {path}"))?;
+        out.push((ns.typ(), fd));
+    }
+    out.sort_by_key(|(t, _)| crate::namespaces::join_order(*t));
+    Ok(out)
+}
+
+pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) -> Result<Started> {
+    let nss = open_namespaces(spec, init_pid)?;
+    let seccomp = init::prepare_seccomp(spec)?;
+    let terminal = process.terminal() == Some(true);
+    let (console_child, console_parent) = match (&opts.console_socket, terminal) {
+        (Some(_), false) => {
+            return Err(Error::msg(
+                "--console-socket given but the process has no terminal (--tty)",
+            ));
+        }
+        (Some(p), true) => (Some(tty::connect(p)?), None),
+        (None, true) if !opts.detach => {
+            let (a, b) = nix::sys::socket::socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "socketpair")?;
+            (Some(a), Some(b))
+        }
+        (None, true) => {
+            return Err(Error::msg(
+                "a terminal for a detached process needs --console-socket",
+            ));
+        }
+        (None, false) => (None, None),
+    };
+    let (parent, child) = sync::pair()?;
+    for (t, fd) in &nss {
+        if *t == LinuxNamespaceType::Pid {
+            setns(fd, CloneFlags::CLONE_NEWPID).ctx(|| "join the container's pid namespace")?;
+        }
+    }
+    let pid = match crate::sys::clone_into_namespaces(0).ctx(|| "clone exec process")? {
+        None => {
+            drop(parent);
+            let _ = opts.sigmask.thread_set_mask();
+            init::protect_binary();
+            let msg = match child_setup(
+                &nss,
+                process,
+                console_child.as_ref(),
+                opts.preserve_fds,
+                &child,
+                seccomp,
+            ) {
+                Ok(exec) => init::exec(&exec),
+                Err(e) => e.to_string(),
+            };
+            let _ = child.send(&Msg::Fail(msg));
+            std::process::exit(127);
+        }
+        Some(pid) => pid,
+    };
+    drop(child);
+    drop(console_child);
+    drop(nss);
+    let result = (|| {
+        if let Some(rec) = &opts.cgroup {
+            crate::cgroups::open(rec).add_pid(pid.as_raw())?;
+        }
+        parent.send(&Msg::Continue)?;
+        match parent.recv()? {
+            // The channel is close-on-exec: end-of-file means the exec worked.
+            None => {}
+            Some(Msg::Fail(m)) => return Err(Error::Msg(m)),
+            Some(m) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),
+        }
+        if let Some(p) = &opts.pid_file {
+            super::write_pid_file(p, pid.as_raw())?;
+        }
+        let pty_master = match &console_parent {
+            Some(s) => Some(tty::recv_fd(s.as_fd())?),
+            None => None,
+        };
+        Ok(Started { pid, pty_master })
+    })();
+    if result.is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+    result
+}
+
+fn child_setup(
+    nss: &[(LinuxNamespaceType, OwnedFd)],
+    process: &Process,
+    console: Option<&OwnedFd>,
+    preserve_fds: u32,
+    chan: &sync::Channel,
+    seccomp: Option<crate::seccomp::Prepared>,
+) -> Result<init::Exec> {
+    for (t, fd) in nss {
+        if *t != LinuxNamespaceType::Pid {
+            setns(fd, CloneFlags::from_bits_truncate(*t as i32))
+                .ctx(|| format!("join the container's {} namespace", ns_name(*t)))?;
+            if *t == LinuxNamespaceType::User {
+                crate::namespaces::become_userns_root()?;
+            }
+        }
+    }
+    // Joining the mount namespace put us at its root: the container's.
+    nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    chan.expect(Msg::Continue, "capsa went away")?;
+    let slave = match console {
+        Some(sock) => {
+            nix::unistd::setsid().ctx(|| "setsid")?;
+            let root = nix::fcntl::open(
+                "/",
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| "open /")?;
+            let size = process
+                .console_size()
+                .map(|b| (b.height() as u16, b.width() as u16));
+            let pty = tty::open_pty(root.as_fd(), size)?;
+            tty::send_fd(sock.as_fd(), pty.master.as_fd())?;
+            Some(pty.slave)
+        }
+        None => None,
+    };
+    let env = process.env().clone().unwrap_or_default();
+    init::finalize(process, &env, slave.as_ref(), preserve_fds, seccomp)
+}
