@@ -168,7 +168,7 @@ fn lock_dir(dir: PathBuf) -> Result<Locked> {
 }
 
 impl Locked {
-    /// Writes state.json atomically: a temporary file, fsync'd, renamed.
+    /// Writes state.json atomically: a temporary file, then a rename.
     pub fn save(&self, state: &State) -> Result<()> {
         let tmp = self.dir.join(".state.json.tmp");
         let path = self.dir.join(STATE_FILE);
@@ -181,8 +181,10 @@ impl Locked {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)
             .ctx(|| format!("write {}", tmp.display()))?;
+        // No fsync: the state describes live processes and lives in a
+        // runtime directory (tmpfs on most hosts); a crash loses the
+        // processes too. The rename alone keeps readers from seeing half.
         f.write_all(&data)
-            .and_then(|_| f.sync_data())
             .ctx(|| format!("write {}", tmp.display()))?;
         fs::rename(&tmp, &path).ctx(|| format!("rename {}", path.display()))
     }
