@@ -83,6 +83,15 @@ pub fn become_userns_root() -> Result<()> {
     Ok(())
 }
 
+/// The namespaces a config lists.
+pub fn configured(spec: &Spec) -> impl Iterator<Item = &oci_spec::runtime::LinuxNamespace> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+}
+
 pub fn plan(spec: &Spec) -> Plan {
     let mut p = Plan {
         clone_flags: CloneFlags::empty(),
@@ -90,13 +99,7 @@ pub fn plan(spec: &Spec) -> Plan {
         join: Vec::new(),
         types: Vec::new(),
     };
-    for ns in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for ns in configured(spec) {
         p.types.push(ns.typ());
         match ns.path() {
             Some(path) => p.join.push((ns.typ(), path.clone())),

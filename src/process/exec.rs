@@ -40,13 +40,7 @@ pub struct Started {
 /// in the order they must be joined (mount last).
 fn open_namespaces(spec: &Spec, init_pid: i32) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
     let mut out = Vec::new();
-    for ns in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for ns in crate::namespaces::configured(spec) {
         let path = format!(
             "/proc/{init_pid}/ns/{}",
             crate::namespaces::proc_name(ns.typ())

@@ -136,7 +136,7 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     // before it does anything of the container's.
     crate::logging::phase("clone");
     let result = cgroups::setup(cgroup.as_mut(), pid.as_raw())
-        .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cgroup.record()))
+        .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cgroup.record(), &plan))
         .and_then(|state| {
             let pty_master = match &console_parent {
                 Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
@@ -159,9 +159,13 @@ fn finish_create(
     pid: Pid,
     chan: &sync::Channel,
     cgroup: &cgroups::Record,
+    plan: &namespaces::Plan,
 ) -> Result<State> {
     let gone = "container init exited during setup";
-    if plan_has_new_userns(&bundle.spec) {
+    if plan
+        .clone_flags
+        .contains(nix::sched::CloneFlags::CLONE_NEWUSER)
+    {
         namespaces::write_id_maps(&bundle.spec, pid)?;
     }
     chan.send(&Msg::Continue)?;
@@ -208,12 +212,6 @@ fn finish_create(
     chan.send(&Msg::Commit)?;
     crate::logging::phase("state saved");
     Ok(state)
-}
-
-fn plan_has_new_userns(spec: &oci_spec::runtime::Spec) -> bool {
-    namespaces::plan(spec)
-        .clone_flags
-        .contains(nix::sched::CloneFlags::CLONE_NEWUSER)
 }
 
 /// The state hooks in the runtime namespace read on stdin.
