@@ -8,7 +8,7 @@ BUNDLE   := bundles/busybox
 ROOTFS   := $(BUNDLE)/rootfs
 CAPSA    := target/release/capsa
 
-.PHONY: all build release bundle run test unit clean deps bench
+.PHONY: all build release bundle run test unit clean deps integration-deps bench
 
 all: release bundle
 
@@ -31,7 +31,14 @@ $(ROOTFS)/bin/busybox: scripts/make-rootfs.sh
 run: release bundle
 	$(CAPSA) --root /run/capsa run --bundle $(BUNDLE) capsa-demo-$$$$
 
-test: deps
+# The real clients the tests under integration/ drive (Debian's packages).
+CLIENTS := containerd ctr containerd-shim-runc-v2 podman conmon dockerd docker script
+integration-deps:
+	@missing=0; for c in $(CLIENTS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	  [ $$missing = 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    containerd podman conmon docker.io bsdutils; }
+
+test: deps integration-deps
 	$(CARGO) build --release
 	BUSYBOX=$(BUSYBOX) $(CARGO) test --release -- --test-threads=4
 
