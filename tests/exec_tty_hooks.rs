@@ -288,6 +288,7 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
         assert_eq!(s["annotations"]["k"], "v", "{k}: {s}");
         assert!(s["ociVersion"].is_string());
     }
+    assert_eq!(state("prestart")["status"], "created");
     assert_eq!(state("createRuntime")["status"], "creating");
     assert_eq!(state("poststart")["status"], "running");
     assert_eq!(state("poststop")["status"], "stopped");

@@ -174,8 +174,13 @@ fn finish_create(
             Some(Msg::Ready) => break,
             Some(Msg::Hooks) => {
                 let hooks = bundle.spec.hooks().as_ref();
+                // The spec names no status for the legacy prestart hook;
+                // runtime-tools' hooks_stdin expects "created" (runc sends
+                // "creating"). The createRuntime hooks, defined with the
+                // create operation, see it as still "creating".
+                let prestart = hook_state(&opts.id, bundle, pid, "created");
+                crate::hooks::run(hooks, crate::hooks::Kind::Prestart, &prestart)?;
                 let state = hook_state(&opts.id, bundle, pid, "creating");
-                crate::hooks::run(hooks, crate::hooks::Kind::Prestart, &state)?;
                 crate::hooks::run(hooks, crate::hooks::Kind::CreateRuntime, &state)?;
                 chan.send(&Msg::HooksDone)?;
             }
