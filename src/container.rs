@@ -125,7 +125,8 @@ impl Runtime {
         relay_tty: bool,
     ) -> Result<process::Created> {
         state::validate_id(id)?;
-        let bundle = spec::load_bundle(&o.bundle)?;
+        let mut bundle = spec::load_bundle(&o.bundle)?;
+        crate::notify::pass_through(&mut bundle.spec)?;
         crate::logging::phase("parse config");
         let locked = self.store.create(id)?;
         let opts = CreateOptions {

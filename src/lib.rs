@@ -12,6 +12,7 @@ pub mod foreground;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;
+pub mod notify;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -340,3 +340,59 @@ fn failing_hooks() {
     assert_eq!(ctx.status(&id), "running");
     assert_ok(&ctx.capsa(&["delete", "--force", &id]));
 }
+
+/// NOTIFY_SOCKET given to capsa reaches the container: the variable, and
+/// the listener's socket itself at the same path, so a datagram sent from
+/// inside arrives at the listener on the host.
+#[test]
+fn notify_socket_is_passed_through() {
+    use std::os::unix::fs::MetadataExt;
+    let ctx = Ctx::new("notify");
+    let sock = ctx.dir.join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let ino = std::fs::metadata(&sock).unwrap().ino();
+    // busybox has no sd_notify client; its logger sends one datagram to
+    // /dev/log, so /dev/log is pointed at the socket.
+    ctx.write_config(&ctx.sh_config(
+        "echo var=$NOTIFY_SOCKET; [ -S \"$NOTIFY_SOCKET\" ] && echo is-socket; \
+         stat -c ino=%i \"$NOTIFY_SOCKET\"; ln -s \"$NOTIFY_SOCKET\" /dev/log && logger READY=1",
+    ));
+    let id = ctx.id("n");
+    let out = ctx
+        .cmd(&["run", "--bundle", ctx.bundle_str(), &id])
+        .env("NOTIFY_SOCKET", &sock)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("var={}\n", sock.display())),
+        "{text}"
+    );
+    assert!(text.contains("is-socket\n"), "{text}");
+    assert!(text.contains(&format!("ino={ino}\n")), "{text}");
+    let mut buf = [0u8; 512];
+    let n = listener
+        .recv(&mut buf)
+        .expect("a datagram from the container");
+    let msg = String::from_utf8_lossy(&buf[..n]);
+    assert!(msg.contains("READY=1"), "{msg}");
+
+    // Without the variable the container sees neither.
+    let out = ctx.run(&ctx.sh_config("echo var=$NOTIFY_SOCKET"));
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "var=\n");
+
+    // A path that is not a socket is refused at create, naming it.
+    let id = ctx.id("bad");
+    let out = ctx
+        .cmd(&["run", "--bundle", ctx.bundle_str(), &id])
+        .env("NOTIFY_SOCKET", "/etc/hostname")
+        .output()
+        .unwrap();
+    assert_fails_with(&out, "NOTIFY_SOCKET=/etc/hostname: not a socket");
+    assert!(ctx.state_entries().is_empty());
+}
