@@ -49,24 +49,116 @@ pub fn join_order(t: LinuxNamespaceType) -> u8 {
 }
 
 /// Writes the uid and gid maps of a child's new user namespace (from the
-/// parent, before the child goes on).
+/// parent, before the child goes on). As root the maps are written
+/// directly. Without root (rootless), a map of the caller's own id alone is
+/// written directly too (gid_map after denying setgroups, as the kernel
+/// requires); anything wider goes through the setuid helpers `newuidmap`
+/// and `newgidmap` (Debian's `uidmap`), which check `/etc/subuid` and
+/// `/etc/subgid`.
 pub fn write_id_maps(spec: &Spec, pid: nix::unistd::Pid) -> Result<()> {
     let Some(linux) = spec.linux().as_ref() else {
         return Ok(());
     };
-    for (file, field, maps) in [
-        ("uid_map", "linux.uidMappings", linux.uid_mappings()),
-        ("gid_map", "linux.gidMappings", linux.gid_mappings()),
+    let root = nix::unistd::geteuid().is_root();
+    for (kind, field, maps, own) in [
+        (
+            IdKind::Uid,
+            "linux.uidMappings",
+            linux.uid_mappings(),
+            nix::unistd::geteuid().as_raw(),
+        ),
+        (
+            IdKind::Gid,
+            "linux.gidMappings",
+            linux.gid_mappings(),
+            nix::unistd::getegid().as_raw(),
+        ),
     ] {
         let Some(maps) = maps.as_ref().filter(|m| !m.is_empty()) else {
+            if !root {
+                crate::bail!(
+                    "config.json: {field}: a user namespace created without root needs a mapping"
+                );
+            }
             continue;
         };
-        let text: String = maps
-            .iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect();
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text).ctx(|| format!("config.json: {field}: write {path}"))?;
+        let direct = root || (maps.len() == 1 && maps[0].host_id() == own && maps[0].size() == 1);
+        if direct {
+            if kind == IdKind::Gid && !root {
+                let path = format!("/proc/{pid}/setgroups");
+                std::fs::write(&path, "deny").ctx(|| format!("write {path}"))?;
+            }
+            let text: String = maps
+                .iter()
+                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                .collect();
+            let path = format!("/proc/{pid}/{}", kind.file());
+            std::fs::write(&path, text).ctx(|| format!("config.json: {field}: write {path}"))?;
+        } else {
+            run_map_helper(kind, field, pid, maps)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IdKind {
+    Uid,
+    Gid,
+}
+
+impl IdKind {
+    fn file(self) -> &'static str {
+        match self {
+            IdKind::Uid => "uid_map",
+            IdKind::Gid => "gid_map",
+        }
+    }
+    fn helper(self) -> &'static str {
+        match self {
+            IdKind::Uid => "newuidmap",
+            IdKind::Gid => "newgidmap",
+        }
+    }
+}
+
+/// `newuidmap PID inner outer count ...` (or newgidmap), its complaint
+/// passed on when it refuses.
+fn run_map_helper(
+    kind: IdKind,
+    field: &str,
+    pid: nix::unistd::Pid,
+    maps: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<()> {
+    let helper = kind.helper();
+    let mut cmd = std::process::Command::new(helper);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.arg(m.container_id().to_string())
+            .arg(m.host_id().to_string())
+            .arg(m.size().to_string());
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::msg(format!(
+                "config.json: {field}: mapping more than your own id needs {helper} \
+                 (apt-get install uidmap): {}",
+                crate::error::errno_text(nix::errno::Errno::from_raw(
+                    e.raw_os_error().unwrap_or(0)
+                ))
+            ))
+        })?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        crate::bail!(
+            "config.json: {field}: {helper} refused the mapping (check /etc/sub{}): {why}",
+            match kind {
+                IdKind::Uid => "uid",
+                IdKind::Gid => "gid",
+            }
+        );
     }
     Ok(())
 }

@@ -129,20 +129,11 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                     format!("duplicate namespace {:?}", ns_name(ns.typ())),
                 ));
             }
-            match ns.typ() {
-                LinuxNamespaceType::User if !nix::unistd::geteuid().is_root() => {
-                    return Err(field_err(
-                        format!("{field}.type"),
-                        "user namespaces without root (rootless mode) are not supported yet",
-                    ));
-                }
-                LinuxNamespaceType::Time => {
-                    return Err(field_err(
-                        format!("{field}.type"),
-                        "time namespaces are not supported yet",
-                    ));
-                }
-                _ => {}
+            if ns.typ() == LinuxNamespaceType::Time {
+                return Err(field_err(
+                    format!("{field}.type"),
+                    "time namespaces are not supported yet",
+                ));
             }
             if let Some(p) = ns.path() {
                 if !p.is_absolute() {

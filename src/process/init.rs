@@ -68,7 +68,6 @@ pub fn prepare_seccomp(spec: &Spec) -> Result<Option<crate::seccomp::Prepared>> 
 /// Runs the init; never returns.
 pub fn run(init: Init<'_>) -> ! {
     let _ = init.sigmask.thread_set_mask();
-    protect_binary();
     let exec = match setup(&init) {
         Ok(e) => e,
         Err(e) => {
@@ -104,6 +103,10 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         Some(Msg::Continue) => {}
         _ => return Err(Error::msg("parent went away")),
     }
+    // Not before: without root the parent writes our uid_map and gid_map,
+    // which it may open only while we are dumpable. Until Continue we are
+    // alone in new namespaces, out of any container process's reach.
+    protect_binary();
     crate::logging::phase("init: cgroups joined");
     init.ns.join_rest(&init.ns_fds)?;
     crate::logging::phase("init: namespaces");
@@ -355,7 +358,13 @@ fn switch_user(process: &Process, keep_caps: bool) -> Result<()> {
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&groups).ctx(|| "process.user.additionalGids: setgroups")?;
+    match nix::unistd::setgroups(&groups) {
+        // A user namespace set up without privilege has setgroups denied
+        // (the kernel's condition for an unprivileged gid_map): with no
+        // additional groups asked for, there is nothing to drop.
+        Err(nix::errno::Errno::EPERM) if groups.is_empty() && setgroups_denied() => {}
+        r => r.ctx(|| "process.user.additionalGids: setgroups")?,
+    }
     if keep_caps && !uid.is_root() {
         nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)")?;
     }
@@ -365,6 +374,10 @@ fn switch_user(process: &Process, keep_caps: bool) -> Result<()> {
         nix::sys::prctl::set_keepcaps(false).ctx(|| "prctl(PR_SET_KEEPCAPS)")?;
     }
     Ok(())
+}
+
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
 /// `env`, plus HOME from the container's /etc/passwd when unset.

@@ -135,8 +135,8 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     // The init waits for Continue: it joins its cgroup, under its limits,
     // before it does anything of the container's.
     crate::logging::phase("clone");
-    let result = cgroups::setup(cgroup.as_mut(), pid.as_raw())
-        .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cgroup.record(), &plan))
+    let result = setup_cgroup(cgroup.as_mut(), pid.as_raw())
+        .and_then(|cg| finish_create(bundle, locked, opts, pid, &parent, cg, &plan))
         .and_then(|state| {
             let pty_master = match &console_parent {
                 Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
@@ -152,13 +152,38 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     result
 }
 
+/// The cgroup setup of `create`. Without root (rootless), a hierarchy the
+/// caller may not write is skipped with a warning, as runc does: the
+/// container runs without limits and without a cgroup of its own (pause,
+/// ps and update then say so); where the hierarchy is delegated to the
+/// caller, the cgroup is made and the limits applied.
+fn setup_cgroup(m: &mut dyn cgroups::Manager, pid: i32) -> Result<Option<&cgroups::Record>> {
+    match cgroups::setup(m, pid) {
+        Ok(()) => Ok(Some(m.record())),
+        Err(e) if !nix::unistd::geteuid().is_root() => {
+            let _ = cgroups::destroy(m.record());
+            if m.record().resources.is_some() {
+                crate::logging::warn(&format!(
+                    "rootless: cgroups: {e}; linux.resources are not applied"
+                ));
+            } else {
+                crate::logging::debug(&format!(
+                    "rootless: cgroups: {e}; the container has no cgroup of its own"
+                ));
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn finish_create(
     bundle: &Bundle,
     locked: &Locked,
     opts: &CreateOptions,
     pid: Pid,
     chan: &sync::Channel,
-    cgroup: &cgroups::Record,
+    cgroup: Option<&cgroups::Record>,
     plan: &namespaces::Plan,
 ) -> Result<State> {
     let gone = "container init exited during setup";
@@ -207,7 +232,7 @@ fn finish_create(
             .collect(),
         started: false,
         config: bundle.raw.clone(),
-        cgroup: Some(cgroup.clone()),
+        cgroup: cgroup.cloned(),
     };
     crate::logging::phase("init ready");
     locked.save(&state)?;
