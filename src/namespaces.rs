@@ -22,6 +22,11 @@ pub struct Plan {
     pub join: Vec<(LinuxNamespaceType, PathBuf)>,
     /// Every namespace type the container has of its own.
     pub types: Vec<LinuxNamespaceType>,
+    /// A time namespace to create, with `linux.timeOffsets` as
+    /// `timens_offsets` lines. clone() cannot create one (its flag bit is
+    /// the exit signal's), so the init unshares it; the process it execs
+    /// is the first to enter it.
+    pub new_timens: Option<String>,
 }
 
 fn flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -190,12 +195,16 @@ pub fn plan(spec: &Spec) -> Plan {
         new_cgroupns: false,
         join: Vec::new(),
         types: Vec::new(),
+        new_timens: None,
     };
     for ns in configured(spec) {
         p.types.push(ns.typ());
         match ns.path() {
             Some(path) => p.join.push((ns.typ(), path.clone())),
             None if ns.typ() == LinuxNamespaceType::Cgroup => p.new_cgroupns = true,
+            None if ns.typ() == LinuxNamespaceType::Time => {
+                p.new_timens = Some(time_offsets(spec));
+            }
             None => p.clone_flags |= flag(ns.typ()),
         }
     }
@@ -265,6 +274,40 @@ impl Plan {
         if self.new_cgroupns {
             unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "create cgroup namespace")?;
         }
+        if let Some(offsets) = &self.new_timens {
+            unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+                .ctx(|| "create time namespace")?;
+            // Only until a process enters the namespace: this init enters
+            // it at execve, and nothing is forked before then.
+            if !offsets.is_empty() {
+                std::fs::write("/proc/self/timens_offsets", offsets)
+                    .ctx(|| "config.json: linux.timeOffsets: write /proc/self/timens_offsets")?;
+            }
+        }
         Ok(())
     }
+}
+
+/// `linux.timeOffsets` in the kernel's `timens_offsets` format, one
+/// `CLOCK SECS NANOSECS` line per clock (validated by spec loading).
+fn time_offsets(spec: &Spec) -> String {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return String::new();
+    };
+    let mut clocks: Vec<_> = offsets.iter().collect();
+    clocks.sort_by_key(|(k, _)| k.as_str());
+    clocks
+        .into_iter()
+        .map(|(clock, o)| {
+            format!(
+                "{clock} {} {}\n",
+                o.secs().unwrap_or(0),
+                o.nanosecs().unwrap_or(0)
+            )
+        })
+        .collect()
 }

@@ -129,10 +129,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                     format!("duplicate namespace {:?}", ns_name(ns.typ())),
                 ));
             }
-            if ns.typ() == LinuxNamespaceType::Time {
+            if ns.typ() == LinuxNamespaceType::Time && !Path::new("/proc/self/ns/time").exists() {
                 return Err(field_err(
                     format!("{field}.type"),
-                    "time namespaces are not supported yet",
+                    "this kernel has no time namespaces (Linux 5.6 or later)",
                 ));
             }
             if let Some(p) = ns.path() {
@@ -149,6 +149,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     }
     let has = |t: LinuxNamespaceType| ns_types.contains(&t);
     check_id_mappings(spec, has(LinuxNamespaceType::User))?;
+    check_time_offsets(spec)?;
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(field_err(
             "hostname",
@@ -321,6 +322,51 @@ pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
         LinuxNamespaceType::Network => "network",
         LinuxNamespaceType::Time => "time",
     }
+}
+
+/// `linux.timeOffsets` needs a new time namespace (offsets are set when
+/// one is created, never on a joined one) and names only the clocks a time
+/// namespace offsets.
+fn check_time_offsets(spec: &Spec) -> Result<()> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let new_timens = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| {
+            n.iter()
+                .any(|ns| ns.typ() == LinuxNamespaceType::Time && ns.path().is_none())
+        });
+    if !new_timens {
+        return Err(field_err(
+            "linux.timeOffsets",
+            "needs a new time namespace (a \"time\" entry without a path in linux.namespaces)",
+        ));
+    }
+    for (clock, o) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(field_err(
+                format!("linux.timeOffsets[{clock:?}]"),
+                "only \"monotonic\" and \"boottime\" can be offset",
+            ));
+        }
+        if o.nanosecs().is_some_and(|n| n >= 1_000_000_000) {
+            return Err(field_err(
+                format!("linux.timeOffsets[{clock:?}].nanosecs"),
+                "must be below 1000000000",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Only namespaced sysctls may be set, and only when the container has the

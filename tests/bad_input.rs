@@ -277,12 +277,21 @@ fn json_log_has_runc_error_lines() {
 #[test]
 fn unsupported_features_are_refused_clearly() {
     let ctx = Ctx::new("unsupported");
+    // Time offsets without a new time namespace, or for a clock a time
+    // namespace cannot offset.
     let mut c = ctx.default_config();
+    c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 5}});
+    create_fails(&ctx, &c, "linux.timeOffsets: needs a new time namespace");
     c["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
         .push(json!({"type": "time"}));
-    create_fails(&ctx, &c, "time namespaces are not supported yet");
+    c["linux"]["timeOffsets"] = json!({"realtime": {"secs": 5}});
+    create_fails(
+        &ctx,
+        &c,
+        "linux.timeOffsets[\"realtime\"]: only \"monotonic\" and \"boottime\" can be offset",
+    );
     let mut c = ctx.default_config();
     c["process"]["apparmorProfile"] = "docker-default".into();
     create_fails(

@@ -149,3 +149,57 @@ fn without_a_mount_namespace_nothing_is_mounted_on_the_host() {
         .count();
     assert_eq!(before, after, "mounts leaked onto the host");
 }
+
+/// The host's uptime in whole seconds.
+fn host_uptime() -> u64 {
+    let t = std::fs::read_to_string("/proc/uptime").unwrap();
+    t.split('.').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn time_namespace_offsets_boottime_for_init_and_exec() {
+    const DAYS_10: u64 = 864_000;
+    let ctx = Ctx::new("timens");
+    let mut c = ctx.default_config();
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    c["linux"]["timeOffsets"] = json!({
+        "boottime": {"secs": DAYS_10, "nanosecs": 0},
+        "monotonic": {"secs": 3600}
+    });
+    c["process"]["args"] = json!(["sh", "-c", "cut -d. -f1 /proc/uptime; sleep 100"]);
+    ctx.write_config(&c);
+    let id = ctx.id("t");
+    let before = host_uptime();
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let init = ctx.state(&id)["pid"].as_i64().unwrap();
+    // The init's own time namespace, not the host's.
+    let host_ns = std::fs::read_link("/proc/self/ns/time").unwrap();
+    let ns = std::fs::read_link(format!("/proc/{init}/ns/time")).unwrap();
+    assert_ne!(ns, host_ns);
+    // /proc/uptime inside reads the boottime clock, offset by 10 days.
+    let out = ctx.capsa(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cut -d. -f1 /proc/uptime; readlink /proc/self/ns/time",
+    ]);
+    assert_ok(&out);
+    let after = host_uptime();
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let inside: u64 = lines.next().unwrap().parse().unwrap();
+    assert!(
+        inside >= before + DAYS_10 && inside <= after + DAYS_10 + 1,
+        "uptime inside {inside}, host {before}..{after}"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        ns.to_str().unwrap(),
+        "exec joined it"
+    );
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+}
