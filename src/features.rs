@@ -57,7 +57,7 @@ pub fn document() -> serde_json::Value {
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": mount_options,
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             // systemd: --systemd-cgroup paths are accepted, but capsa does
             // not talk to systemd; it manages the cgroups itself.
