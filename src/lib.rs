@@ -14,6 +14,7 @@ pub mod logging;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod seccomp;
 pub mod signals;
 pub mod spec;

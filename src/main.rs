@@ -403,6 +403,13 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
 fn main() {
     capsa::logging::start_clock();
     let cli = Cli::parse_from(normalize_args(std::env::args()));
+    // Only the commands that start container processes pay for it.
+    if let Some(Command::Create(_) | Command::Run { .. } | Command::Exec(_)) = &cli.command
+        && let Err(e) = capsa::sealed_exe::ensure()
+    {
+        eprintln!("capsa: {e}");
+        std::process::exit(1);
+    }
     let format = match cli.log_format {
         LogFormat::Text => Format::Text,
         LogFormat::Json => Format::Json,
