@@ -317,7 +317,7 @@ pub fn finalize(
         }
     }
     let cwd = process.cwd();
-    let cwd_early = nix::unistd::chdir(cwd);
+    let cwd_early = chdir_in_root(cwd);
     if let Some(m) = &caps {
         capabilities::apply_bounding(m)?;
     }
@@ -326,8 +326,15 @@ pub fn finalize(
         capabilities::apply_sets(m)?;
     }
     if cwd_early.is_err() {
-        nix::unistd::chdir(cwd)
+        chdir_in_root(cwd)
             .ctx(|| format!("chdir to cwd ({}) set in config.json failed", cwd.display()))?;
+    }
+    // CVE-2024-21626: whatever the path, the cwd must be under the root.
+    if !nix::unistd::getcwd().is_ok_and(|p| p.is_absolute()) {
+        return Err(Error::msg(format!(
+            "cwd ({}) set in config.json is outside the container",
+            cwd.display()
+        )));
     }
     if process.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl")?;
@@ -335,6 +342,23 @@ pub fn finalize(
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(Mode::from_bits_truncate(umask as _));
     Ok(exec)
+}
+
+/// chdir to `cwd` resolved inside the root, never through a magic link
+/// (such as /proc/self/fd/N, which could name a directory outside it).
+fn chdir_in_root(cwd: &Path) -> nix::Result<()> {
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let dir = paths::open_in(
+        root.as_fd(),
+        cwd,
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        nix::fcntl::ResolveFlag::empty(),
+    )?;
+    nix::unistd::fchdir(&dir)
 }
 
 fn set_rlimits(process: &Process) -> Result<()> {
