@@ -403,18 +403,19 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
 fn main() {
     capsa::logging::start_clock();
     let cli = Cli::parse_from(normalize_args(std::env::args()));
-    // Only the commands that start container processes pay for it.
-    if let Some(Command::Create(_) | Command::Run { .. } | Command::Exec(_)) = &cli.command
-        && let Err(e) = capsa::sealed_exe::ensure()
-    {
-        eprintln!("capsa: {e}");
-        std::process::exit(1);
-    }
     let format = match cli.log_format {
         LogFormat::Text => Format::Text,
         LogFormat::Json => Format::Json,
     };
     logging::init(cli.log.as_deref(), format, cli.debug);
+    // CVE-2019-5736: run from a sealed copy of the binary; only the
+    // commands that start container processes pay for it.
+    if let Some(Command::Create(_) | Command::Run { .. } | Command::Exec(_)) = &cli.command
+        && let Err(e) = capsa::sealed_exe::ensure()
+    {
+        logging::error(&e.to_string());
+        std::process::exit(1);
+    }
     let _ = (&cli.criu, &cli.rootless);
     if cli.version {
         print!("{}", capsa::version_text());

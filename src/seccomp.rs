@@ -1496,6 +1496,13 @@ mod tests {
             "config.json: linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for the write syscall"
         );
         let e = error(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}));
+        assert_eq!(
+            e,
+            "config.json: linux.seccomp.syscalls[1].names[0]: SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall"
+        );
+        let e = error(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": [""], "action": "SCMP_ACT_KILL"}]}));
         assert_eq!(
             e,
