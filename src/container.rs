@@ -369,6 +369,7 @@ impl Runtime {
             preserve_fds: req.preserve_fds,
             sigmask: old,
             cgroup: st.cgroup.clone(),
+            state: self.state_json(&st, Status::Running),
         };
         let started = process::exec::start(&spec, st.pid, &process, &opts)?;
         if req.detach {

@@ -15,6 +15,7 @@ pub mod namespaces;
 pub mod notify;
 pub mod process;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod seccomp;
 pub mod signals;
 pub mod spec;

@@ -408,6 +408,14 @@ fn main() {
         LogFormat::Json => Format::Json,
     };
     logging::init(cli.log.as_deref(), format, cli.debug);
+    // CVE-2019-5736: run from a sealed copy of the binary; only the
+    // commands that start container processes pay for it.
+    if let Some(Command::Create(_) | Command::Run { .. } | Command::Exec(_)) = &cli.command
+        && let Err(e) = capsa::sealed_exe::ensure()
+    {
+        logging::error(&e.to_string());
+        std::process::exit(1);
+    }
     let _ = (&cli.criu, &cli.rootless);
     if cli.version {
         print!("{}", capsa::version_text());

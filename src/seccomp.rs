@@ -187,6 +187,102 @@ pub fn install(p: &Prepared) -> Result<Option<OwnedFd>> {
     Ok(None)
 }
 
+/// Whether the kernel knows SECCOMP_RET_USER_NOTIF (Linux 5.0).
+pub fn notify_supported() -> bool {
+    let action: u32 = RET_USER_NOTIF;
+    // SAFETY: SECCOMP_GET_ACTION_AVAIL only reads the u32 `action` points
+    // at, which lives for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0 as libc::c_ulong,
+            &action as *const u32,
+        )
+    };
+    ret == 0
+}
+
+/// Checks what SCMP_ACT_NOTIFY needs besides the filter: a listener socket
+/// to send the listener to, and a kernel with user notification.
+pub fn check_notify(seccomp: &LinuxSeccomp) -> Result<()> {
+    if seccomp
+        .listener_path()
+        .as_ref()
+        .is_none_or(|p| p.as_os_str().is_empty())
+    {
+        return Err(field_err(
+            "linux.seccomp.listenerPath",
+            "required when a rule uses SCMP_ACT_NOTIFY (the unix socket that receives the \
+             seccomp listener)",
+        ));
+    }
+    if !notify_supported() {
+        return Err(field_err(
+            "linux.seccomp",
+            "SCMP_ACT_NOTIFY: this kernel has no seccomp user notification (Linux 5.0 or later)",
+        ));
+    }
+    Ok(())
+}
+
+/// Hands a seccomp listener to the agent at `linux.seccomp.listenerPath`,
+/// as the runtime-spec describes: one connection to the unix stream
+/// socket, one message carrying the container process state (JSON) and
+/// the listener (SCM_RIGHTS, named "seccompFd" in `fds`), then close.
+/// `pid` is the process the filter belongs to, `state` the container's
+/// state.
+pub fn send_listener(
+    seccomp: &LinuxSeccomp,
+    listener: std::os::fd::BorrowedFd<'_>,
+    pid: i32,
+    state: &serde_json::Value,
+) -> Result<()> {
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg,
+        socket,
+    };
+    use std::os::fd::AsRawFd;
+    let path = seccomp
+        .listener_path()
+        .as_ref()
+        .ok_or_else(|| field_err("linux.seccomp.listenerPath", "missing"))?;
+    let field = format!("{CONFIG}: linux.seccomp.listenerPath ({})", path.display());
+    let mut doc = serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "state": state,
+    });
+    if let Some(m) = seccomp
+        .listener_metadata()
+        .as_ref()
+        .filter(|m| !m.is_empty())
+    {
+        doc["metadata"] = m.as_str().into();
+    }
+    let body = serde_json::to_vec(&doc).map_err(|e| Error::msg(format!("{field}: {e}")))?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| format!("{field}: socket"))?;
+    let addr = UnixAddr::new(path.as_path()).ctx(|| field.clone())?;
+    connect(sock.as_raw_fd(), &addr).ctx(|| format!("{field}: connect"))?;
+    let fds = [listener.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(&body)];
+    let mut sent = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+        .ctx(|| format!("{field}: send the seccomp listener"))?;
+    while sent < body.len() {
+        sent += nix::sys::socket::send(sock.as_raw_fd(), &body[sent..], MsgFlags::MSG_NOSIGNAL)
+            .ctx(|| format!("{field}: send the container process state"))?;
+    }
+    Ok(())
+}
+
 /// seccomp(SECCOMP_SET_MODE_FILTER, flags, program).
 fn set_mode_filter(program: &[sock_filter], flags: u32) -> nix::Result<libc::c_long> {
     let len = u16::try_from(program.len()).map_err(|_| nix::errno::Errno::E2BIG)?;
@@ -441,11 +537,13 @@ fn rules(seccomp: &LinuxSeccomp, default: u32) -> Result<(Vec<Rule>, Vec<String>
             if name.is_empty() {
                 return Err(field_err(format!("{at}.names[{j}]"), "empty syscall name"));
             }
-            if action == RET_USER_NOTIF && name == "write" {
-                // The init must still write after installing the filter.
+            if action == RET_USER_NOTIF && (name == "write" || name == "sendmsg") {
+                // Right after installing the filter, before anyone holds the
+                // listener, capsa sends it to its parent (sendmsg) and may
+                // report an error (write): notified, either would hang.
                 return Err(field_err(
                     format!("{at}.names[{j}]"),
-                    "SCMP_ACT_NOTIFY cannot be used for the write syscall",
+                    format!("SCMP_ACT_NOTIFY cannot be used for the {name} syscall"),
                 ));
             }
             names.push(name.clone());
@@ -1396,6 +1494,13 @@ mod tests {
         assert_eq!(
             e,
             "config.json: linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for the write syscall"
+        );
+        let e = error(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}));
+        assert_eq!(
+            e,
+            "config.json: linux.seccomp.syscalls[1].names[0]: SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall"
         );
         let e = error(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": [""], "action": "SCMP_ACT_KILL"}]}));

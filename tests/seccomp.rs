@@ -499,3 +499,290 @@ fn notify_helper() {
     let got = caller.join().unwrap();
     println!("helper: getppid() = {got}");
 }
+
+/// What a seccomp agent got on one connection: the container process state
+/// and, for each notification it answered, the pid of the caller and of
+/// that caller's parent (both in the host's pid namespace).
+struct Delivery {
+    doc: Value,
+    /// `readlink` of the fd received with the state.
+    fd_kind: String,
+    calls: Vec<(u32, u32)>,
+}
+
+/// A seccomp agent as the runtime-spec describes one: a unix stream socket
+/// at `path`; each connection brings the container process state and the
+/// listener (SCM_RIGHTS). Notifications get `answers` in order ((value,
+/// errno), shared by all connections), then SECCOMP_USER_NOTIF_FLAG_CONTINUE.
+/// A connection is reported once no process uses its filter any more.
+struct Agent {
+    path: std::path::PathBuf,
+    got: std::sync::mpsc::Receiver<Delivery>,
+}
+
+impl Agent {
+    fn start(ctx: &Ctx, answers: Vec<(i64, i32)>) -> Agent {
+        let path = ctx.dir.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (tx, got) = std::sync::mpsc::channel();
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(
+            answers
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (tx, answers) = (tx.clone(), answers.clone());
+                std::thread::spawn(move || {
+                    let _ = tx.send(serve(conn, &answers));
+                });
+            }
+        });
+        Agent { path, got }
+    }
+
+    /// The next connection's report; a bound only against a hang.
+    fn next(&self) -> Delivery {
+        self.got
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the agent got no listener")
+    }
+}
+
+fn serve(
+    conn: std::os::unix::net::UnixStream,
+    answers: &std::sync::Mutex<std::collections::VecDeque<(i64, i32)>>,
+) -> Delivery {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let mut body = vec![0u8; 1 << 16];
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let (n, fds) = {
+        let mut iov = [std::io::IoSliceMut::new(&mut body)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(f) = c {
+                // SAFETY: the kernel just installed these fds for us.
+                fds.extend(f.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+        (msg.bytes, fds)
+    };
+    body.truncate(n);
+    // One state per connection, which capsa then closes.
+    (&conn).read_to_end(&mut body).unwrap();
+    let doc: Value = serde_json::from_slice(&body).expect("the state is JSON");
+    assert_eq!(fds.len(), 1, "one fd with the state: {doc}");
+    let fd = fds[0].as_raw_fd();
+    let fd_kind = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut calls = Vec::new();
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r < 0 {
+            continue;
+        }
+        if pfd.revents & libc::POLLIN == 0 {
+            break; // POLLHUP: the filter has no users left.
+        }
+        // SAFETY: seccomp_notif is plain data; zeroed is what RECV wants.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: `req` is a valid seccomp_notif the kernel fills in.
+        if unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
+            continue; // the caller went away meanwhile
+        }
+        let ppid = std::fs::read_to_string(format!("/proc/{}/status", req.pid))
+            .map(|s| status_field(&s, "PPid").parse().unwrap_or(0))
+            .unwrap_or(0);
+        calls.push((req.pid, ppid));
+        let mut resp = libc::seccomp_notif_resp {
+            id: req.id,
+            val: 0,
+            error: 0,
+            flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        };
+        if let Some((val, errno)) = answers.lock().unwrap().pop_front() {
+            resp = libc::seccomp_notif_resp {
+                id: req.id,
+                val,
+                error: -errno,
+                flags: 0,
+            };
+        }
+        // SAFETY: `resp` is a valid seccomp_notif_resp the kernel reads.
+        unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+    }
+    Delivery {
+        doc,
+        fd_kind,
+        calls,
+    }
+}
+
+/// A profile sending mkdir to the agent at `path`.
+fn notify_profile(path: &std::path::Path) -> Value {
+    let mut p = mkdir_profile("SCMP_ACT_NOTIFY", json!({}));
+    p["listenerPath"] = json!(path);
+    p["listenerMetadata"] = json!("agent-metadata");
+    p
+}
+
+/// The text of an errno as the container's libc prints it.
+fn strerror(errno: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(errno).to_string();
+    s.split(" (os error").next().unwrap().to_string()
+}
+
+#[test]
+fn notify_hands_the_listener_to_the_agent_for_the_init() {
+    let ctx = Ctx::new("seccomp-notify");
+    // With noNewPrivileges the filter goes in at the end of the init's
+    // setup; without it, before the capabilities are dropped.
+    for nnp in [true, false] {
+        // mkdir /tmp/a fails with the agent's errno; mkdir /tmp/b
+        // "succeeds" with the agent's 0, and nothing is created.
+        let agent = Agent::start(&ctx, vec![(0, libc::EXFULL), (0, 0)]);
+        let mut c = config(
+            &ctx,
+            "mkdir /tmp/a 2>&1; echo rc=$?; mkdir /tmp/b; echo rc=$?; \
+             [ -d /tmp/b ] && echo b-exists || echo b-absent",
+            notify_profile(&agent.path),
+        );
+        c["process"]["noNewPrivileges"] = nnp.into();
+        c["annotations"] = json!({"org.example.agent": "yes"});
+        let out = ctx.run(&c);
+        assert_ok(&out);
+        assert_eq!(
+            stdout(&out),
+            format!(
+                "mkdir: can't create directory '/tmp/a': {}\nrc=1\nrc=0\nb-absent\n",
+                strerror(libc::EXFULL)
+            ),
+            "nnp={nnp}"
+        );
+        let got = agent.next();
+        let doc = &got.doc;
+        assert_eq!(got.fd_kind, "anon_inode:seccomp notify");
+        assert_eq!(doc["ociVersion"], capsa::spec::OCI_VERSION);
+        assert_eq!(doc["fds"], json!(["seccompFd"]));
+        assert_eq!(doc["metadata"], "agent-metadata");
+        let st = &doc["state"];
+        assert_eq!(st["id"], ctx.id("run"), "{doc}");
+        assert_eq!(st["status"], "creating");
+        assert_eq!(st["bundle"], json!(ctx.bundle));
+        assert_eq!(st["annotations"], json!({"org.example.agent": "yes"}));
+        // The pid is the container's init: the parent of the shell's
+        // mkdir children, whose calls the agent answered.
+        assert_eq!(doc["pid"], st["pid"]);
+        let init = doc["pid"].as_u64().unwrap() as u32;
+        assert_eq!(got.calls.len(), 2, "{:?}", got.calls);
+        for (caller, parent) in &got.calls {
+            assert_ne!(*caller, init);
+            assert_eq!(*parent, init, "caller {caller}");
+        }
+        std::fs::remove_file(&agent.path).unwrap();
+    }
+}
+
+#[test]
+fn notify_hands_the_listener_to_the_agent_for_exec() {
+    let ctx = Ctx::new("seccomp-notify-exec");
+    let agent = Agent::start(&ctx, vec![(0, libc::ENOTUNIQ)]);
+    let mut c = config(&ctx, "", notify_profile(&agent.path));
+    c["process"]["args"] = json!(["sleep", "1000000"]);
+    ctx.write_config(&c);
+    let id = ctx.id("exec");
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let init_pid = ctx.state(&id)["pid"].as_u64().unwrap();
+    let pid_file = ctx.dir.join("exec.pid");
+    let out = ctx.capsa(&[
+        "exec",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "mkdir /tmp/c 2>&1; echo rc=$?",
+    ]);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "mkdir: can't create directory '/tmp/c': {}\nrc=1\n",
+            strerror(libc::ENOTUNIQ)
+        )
+    );
+    // The exec'd process's listener: its pid, the container's state.
+    let got = agent.next();
+    let doc = &got.doc;
+    let exec_pid: u64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(doc["pid"], exec_pid, "{doc}");
+    assert_eq!(doc["metadata"], "agent-metadata");
+    assert_eq!(doc["state"]["id"], id.as_str());
+    assert_eq!(doc["state"]["status"], "running");
+    assert_eq!(doc["state"]["pid"], init_pid);
+    assert_eq!(got.calls.len(), 1);
+    assert_eq!(got.calls[0].1 as u64, exec_pid);
+    // The init's listener, which saw no call, once the container is gone.
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+    let got = agent.next();
+    assert_eq!(got.doc["pid"], init_pid);
+    assert_eq!(got.doc["state"]["status"], "creating");
+    assert!(got.calls.is_empty(), "{:?}", got.calls);
+}
+
+#[test]
+fn notify_needs_a_reachable_listener_path() {
+    let ctx = Ctx::new("seccomp-notify-bad");
+    let mut profile = mkdir_profile("SCMP_ACT_NOTIFY", json!({}));
+    let out = ctx.run(&config(&ctx, "echo ran", profile.clone()));
+    assert_fails_with(
+        &out,
+        "config.json: linux.seccomp.listenerPath: required when a rule uses SCMP_ACT_NOTIFY",
+    );
+    assert!(ctx.state_entries().is_empty(), "{:?}", ctx.state_entries());
+
+    // Nobody listens there: create fails (the spec wants an error) and
+    // leaves nothing behind.
+    let missing = ctx.dir.join("no-agent.sock");
+    profile["listenerPath"] = json!(missing);
+    let out = ctx.run(&config(&ctx, "echo ran", profile.clone()));
+    assert_fails_with(
+        &out,
+        &format!(
+            "config.json: linux.seccomp.listenerPath ({}): connect",
+            missing.display()
+        ),
+    );
+    assert!(!stdout(&out).contains("ran"));
+    assert!(ctx.state_entries().is_empty(), "{:?}", ctx.state_entries());
+
+    // capsa itself needs write and sendmsg while nobody holds the listener.
+    profile["syscalls"][0]["names"] = json!(["mkdir", "sendmsg"]);
+    let out = ctx.run(&config(&ctx, "echo ran", profile));
+    assert_fails_with(
+        &out,
+        "linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall",
+    );
+}

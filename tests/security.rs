@@ -91,3 +91,169 @@ fn a_fake_dev_null_is_not_used_for_masking() {
     assert_ok(&out);
     assert_eq!(stdout(&out), "end\n", "masked with the real null device");
 }
+
+/// Copies the libraries `bin` loads (as `ldd` lists them) into `rootfs`
+/// at the same paths, so the binary can run inside the container.
+fn copy_libraries(bin: &std::path::Path, rootfs: &std::path::Path) {
+    let out = std::process::Command::new("ldd").arg(bin).output().unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let path = line
+            .split("=>")
+            .last()
+            .and_then(|s| s.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(p) = path {
+            let dest = rootfs.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            if std::fs::symlink_metadata(&dest).is_ok() {
+                std::fs::remove_file(&dest).unwrap();
+            }
+            std::fs::copy(p, &dest).unwrap();
+        }
+    }
+}
+
+fn md5(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("md5sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    stdout(&out).split_whitespace().next().unwrap().to_string()
+}
+
+/// CVE-2019-5736: a `#!/proc/self/exe` entrypoint makes the kernel run the
+/// runtime's binary in the container (the interpreter is resolved while the
+/// process is still the runtime); another container process keeps
+/// `/proc/PID/exe` open and, once that process is gone, writes through it.
+/// The attack runs against a private copy of capsa, which nothing else
+/// executes, so a write cannot fail with ETXTBSY by chance.
+#[test]
+fn a_proc_self_exe_entrypoint_cannot_overwrite_the_capsa_binary() {
+    // capsa runs from a private read-only overlayfs...
+    let text = proc_self_exe_attack(None);
+    assert!(text.contains("Read-only file system"), "{text}");
+}
+
+#[test]
+fn a_proc_self_exe_entrypoint_cannot_overwrite_the_capsa_binary_memfd() {
+    // ...or, where there is none, from a sealed memfd.
+    let text = proc_self_exe_attack(Some("memfd"));
+    assert!(text.contains("Operation not permitted"), "{text}");
+}
+
+/// Runs the attack; returns the attacker's report, a failed write.
+fn proc_self_exe_attack(seal: Option<&str>) -> String {
+    let ctx = Ctx::new("selfexe");
+    let bin = ctx.dir.join("bin/capsa");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(CAPSA, &bin).unwrap();
+    let original = std::fs::read(&bin).unwrap();
+    let original_md5 = md5(&bin);
+    let rootfs = ctx.bundle.join("rootfs");
+    copy_libraries(&bin, &rootfs);
+    // Run as the interpreter, capsa prints its help to stdout.
+    std::fs::write(rootfs.join("victim"), "#!/proc/self/exe --help\n").unwrap();
+    std::fs::set_permissions(
+        rootfs.join("victim"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let capsa = |args: &[&str]| {
+        let mut c = std::process::Command::new(&bin);
+        c.arg("--root").arg(&ctx.root).args(args);
+        if let Some(s) = seal {
+            c.env("CAPSA_SEAL", s);
+        }
+        c.stdin(std::process::Stdio::null());
+        c
+    };
+
+    // The container's init is the attacker: once told to go, it finds the
+    // victim, keeps its exe open, kills it and writes through the fd.
+    let mut c = ctx.sh_config(
+        "while [ ! -e /go ]; do sleep 0.05; done; \
+         for d in /proc/[0-9]*; do [ \"$(cat $d/comm 2>/dev/null)\" = victim ] && pid=${d#/proc/}; done; \
+         ( [ -n \"$pid\" ] || echo no-victim; \
+           exec 4</proc/$pid/exe; md5sum /proc/self/fd/4; \
+           kill -9 $pid; \
+           while grep -qs '^State:[[:space:]]*[RSDT]' /proc/$pid/status; do :; done; \
+           if ( echo PWNED >> /proc/self/fd/4 ) 2>/err; then echo WROTE; else echo DENIED; cat /err; fi; \
+         ) > /result.tmp 2>&1; mv /result.tmp /result",
+    );
+    c["root"]["readonly"] = false.into();
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    // Output to files: the container keeps what it inherits open.
+    let log = ctx.dir.join("run.log");
+    let st = capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "run: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    // The victim: `capsa exec` of the script. capsa, run as its
+    // interpreter, blocks writing its help to a full pipe.
+    let (rd, wr) = nix::unistd::pipe().unwrap();
+    nix::fcntl::fcntl(
+        &wr,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    while nix::unistd::write(&wr, &[0u8; 4096]).is_ok() {}
+    nix::fcntl::fcntl(
+        &wr,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .unwrap();
+    let err_file = ctx.dir.join("exec.err");
+    let st = capsa(&["exec", "-d", &id, "/victim"])
+        .stdout(std::process::Stdio::from(wr.try_clone().unwrap()))
+        .stderr(std::fs::File::create(&err_file).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "exec: {}",
+        std::fs::read_to_string(&err_file).unwrap()
+    );
+    drop(wr);
+    // Only now, with no capsa process left on the host, may it go.
+    std::fs::write(rootfs.join("go"), "").unwrap();
+    let result = rootfs.join("result");
+    for _ in 0..3000 {
+        if result.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(rd);
+    let text = std::fs::read_to_string(&result).expect("the attacker reported");
+    // The attacker really held capsa's binary...
+    assert!(
+        text.starts_with(&format!("{original_md5}  /proc/self/fd/4\n")),
+        "{text}"
+    );
+    // ...and could not write it.
+    assert!(text.contains("DENIED"), "{text}");
+    assert!(!text.contains("WROTE"), "{text}");
+    assert!(
+        std::fs::read(&bin).unwrap() == original,
+        "the host's capsa binary was modified"
+    );
+    assert_eq!(md5(&bin), original_md5);
+    assert!(
+        capsa(&["delete", "--force", &id])
+            .status()
+            .unwrap()
+            .success()
+    );
+    text
+}

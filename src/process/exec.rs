@@ -27,6 +27,8 @@ pub struct ExecOptions {
     pub sigmask: SigSet,
     /// The container's cgroups, which the process joins before it runs.
     pub cgroup: Option<crate::cgroups::Record>,
+    /// The container's state, for a seccomp agent (SCMP_ACT_NOTIFY).
+    pub state: serde_json::Value,
 }
 
 /// The started process: its host pid and, when capsa relays the
@@ -98,7 +100,7 @@ pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) 
                 &child,
                 seccomp,
             ) {
-                Ok(exec) => init::exec(&exec),
+                Ok(exec) => init::exec(&exec, Some(&child)),
                 Err(e) => e.to_string(),
             };
             let _ = child.send(&Msg::Fail(msg));
@@ -114,11 +116,25 @@ pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) 
             crate::cgroups::open(rec).add_pid(pid.as_raw())?;
         }
         parent.send(&Msg::Continue)?;
-        match parent.recv()? {
-            // The channel is close-on-exec: end-of-file means the exec worked.
-            None => {}
-            Some(Msg::Fail(m)) => return Err(Error::Msg(m)),
-            Some(m) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),
+        loop {
+            match parent.recv_with_fd()? {
+                // The channel is close-on-exec: end-of-file means the exec worked.
+                None => break,
+                Some((Msg::Seccomp, Some(listener))) => {
+                    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+                    let seccomp =
+                        seccomp.ok_or_else(|| Error::msg("unexpected seccomp listener"))?;
+                    crate::seccomp::send_listener(
+                        seccomp,
+                        listener.as_fd(),
+                        pid.as_raw(),
+                        &opts.state,
+                    )?;
+                    parent.send(&Msg::SeccompDone)?;
+                }
+                Some((Msg::Fail(m), _)) => return Err(Error::Msg(m)),
+                Some((m, _)) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),
+            }
         }
         if let Some(p) = &opts.pid_file {
             super::write_pid_file(p, pid.as_raw())?;
@@ -175,5 +191,5 @@ fn child_setup(
         None => None,
     };
     let env = process.env().clone().unwrap_or_default();
-    init::finalize(process, &env, slave.as_ref(), preserve_fds, seccomp)
+    init::finalize(process, &env, slave.as_ref(), preserve_fds, seccomp, chan)
 }

@@ -49,20 +49,32 @@ pub struct Exec {
     seccomp: Option<crate::seccomp::Prepared>,
 }
 
-/// Compiles `linux.seccomp` of a config, if it has one.
+/// Compiles `linux.seccomp` of a config, if it has one, and checks that a
+/// profile with SCMP_ACT_NOTIFY has a listener socket and kernel support.
 pub fn prepare_seccomp(spec: &Spec) -> Result<Option<crate::seccomp::Prepared>> {
     match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => {
             let p = crate::seccomp::prepare(s)?;
             if p.uses_notify() {
-                return Err(Error::msg(
-                    "config.json: linux.seccomp: SCMP_ACT_NOTIFY is not supported yet",
-                ));
+                crate::seccomp::check_notify(s)?;
             }
             Ok(Some(p))
         }
         None => Ok(None),
     }
+}
+
+/// Installs the filter; with SCMP_ACT_NOTIFY, sends the listener to the
+/// capsa parent over `chan` (the parent hands it to the agent at
+/// `linux.seccomp.listenerPath`) and waits until it was delivered, so no
+/// container code runs under a filter nobody listens to.
+fn install_seccomp(f: &crate::seccomp::Prepared, chan: &Channel) -> Result<()> {
+    if let Some(listener) = crate::seccomp::install(f)? {
+        chan.send_with_fd(&Msg::Seccomp, Some(listener.as_fd()))?;
+        drop(listener);
+        chan.expect(Msg::SeccompDone, "capsa went away")?;
+    }
+    Ok(())
 }
 
 /// Runs the init; never returns.
@@ -186,9 +198,23 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     let mut env = process.env().clone().unwrap_or_default();
     add_listen_fds(&mut env);
     nix::unistd::setsid().ctx(|| "setsid")?;
-    let exec = finalize(process, &env, slave.as_ref(), init.keep_fds, seccomp);
+    let mut exec = finalize(
+        process,
+        &env,
+        slave.as_ref(),
+        init.keep_fds,
+        seccomp,
+        &init.chan,
+    )?;
+    // The listener must reach capsa's parent, which is only there until the
+    // init reports ready: a filter with SCMP_ACT_NOTIFY goes in now rather
+    // than right before the exec (as runc does), and the init waits for
+    // `start` under it.
+    if let Some(f) = exec.seccomp.take_if(|f| f.uses_notify()) {
+        install_seccomp(&f, &init.chan)?;
+    }
     crate::logging::phase("init: seccomp, user, capabilities");
-    exec
+    Ok(exec)
 }
 
 /// The state a hook reads on stdin.
@@ -263,13 +289,15 @@ fn console_pty(rootfs: &Path, process: &Process) -> Result<tty::Pty> {
 /// The seccomp filter is installed as late as possible: right before the
 /// exec when no_new_privs is set or the process keeps CAP_SYS_ADMIN (either
 /// lets an unprivileged process install it); otherwise, as runc does, before
-/// the capabilities are dropped.
+/// the capabilities are dropped. A filter with SCMP_ACT_NOTIFY sends its
+/// listener over `chan` as soon as it is installed.
 pub fn finalize(
     process: &Process,
     env: &[String],
     tty_slave: Option<&OwnedFd>,
     keep_fds: u32,
     seccomp: Option<crate::seccomp::Prepared>,
+    chan: &Channel,
 ) -> Result<Exec> {
     set_rlimits(process)?;
     let env = with_home(process, env);
@@ -288,11 +316,11 @@ pub fn finalize(
         if process.no_new_privileges() == Some(true) || keeps_sys_admin {
             exec.seccomp = Some(f);
         } else {
-            crate::seccomp::install(&f)?;
+            install_seccomp(&f, chan)?;
         }
     }
     let cwd = process.cwd();
-    let cwd_early = nix::unistd::chdir(cwd);
+    let cwd_early = chdir_in_root(cwd);
     if let Some(m) = &caps {
         capabilities::apply_bounding(m)?;
     }
@@ -301,8 +329,15 @@ pub fn finalize(
         capabilities::apply_sets(m)?;
     }
     if cwd_early.is_err() {
-        nix::unistd::chdir(cwd)
+        chdir_in_root(cwd)
             .ctx(|| format!("chdir to cwd ({}) set in config.json failed", cwd.display()))?;
+    }
+    // CVE-2024-21626: whatever the path, the cwd must be under the root.
+    if !nix::unistd::getcwd().is_ok_and(|p| p.is_absolute()) {
+        return Err(Error::msg(format!(
+            "cwd ({}) set in config.json is outside the container",
+            cwd.display()
+        )));
     }
     if process.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl")?;
@@ -310,6 +345,23 @@ pub fn finalize(
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(Mode::from_bits_truncate(umask as _));
     Ok(exec)
+}
+
+/// chdir to `cwd` resolved inside the root, never through a magic link
+/// (such as /proc/self/fd/N, which could name a directory outside it).
+fn chdir_in_root(cwd: &Path) -> nix::Result<()> {
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let dir = paths::open_in(
+        root.as_fd(),
+        cwd,
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        nix::fcntl::ResolveFlag::empty(),
+    )?;
+    nix::unistd::fchdir(&dir)
 }
 
 fn set_rlimits(process: &Process) -> Result<()> {
@@ -457,12 +509,17 @@ fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
 }
 
 /// Replaces this process with the user process; returns only on failure,
-/// with the message to report.
-pub fn exec(e: &Exec) -> String {
-    if let Some(f) = &e.seccomp
-        && let Err(err) = crate::seccomp::install(f)
-    {
-        return err.to_string();
+/// with the message to report. `chan` takes a seccomp listener to the
+/// parent (the init installed a filter with one before it got here).
+pub fn exec(e: &Exec, chan: Option<&Channel>) -> String {
+    if let Some(f) = &e.seccomp {
+        let installed = match chan {
+            Some(c) => install_seccomp(f, c),
+            None => crate::seccomp::install(f).map(drop),
+        };
+        if let Err(err) = installed {
+            return err.to_string();
+        }
     }
     let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
     format!("exec {:?}: {}", e.path, crate::error::errno_text(err))
@@ -533,7 +590,7 @@ fn wait_for_start_and_exec(
     {
         e.to_string()
     } else {
-        exec(&user)
+        exec(&user, None)
     };
     let _ = nix::unistd::write(&conn, msg.as_bytes());
     std::process::exit(127);

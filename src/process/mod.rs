@@ -195,8 +195,25 @@ fn finish_create(
     }
     chan.send(&Msg::Continue)?;
     loop {
-        match chan.recv()? {
+        let (msg, fd) = match chan.recv_with_fd()? {
+            Some((m, fd)) => (Some(m), fd),
+            None => (None, None),
+        };
+        match msg {
             Some(Msg::Ready) => break,
+            Some(Msg::Seccomp) => {
+                let listener = fd.ok_or_else(|| Error::msg("seccomp: no listener received"))?;
+                let seccomp = bundle
+                    .spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.seccomp().as_ref());
+                let seccomp = seccomp.ok_or_else(|| Error::msg("unexpected seccomp listener"))?;
+                let state = hook_state(&opts.id, bundle, pid, "creating");
+                let listener = std::os::fd::AsFd::as_fd(&listener);
+                crate::seccomp::send_listener(seccomp, listener, pid.as_raw(), &state)?;
+                chan.send(&Msg::SeccompDone)?;
+            }
             Some(Msg::Hooks) => {
                 let hooks = bundle.spec.hooks().as_ref();
                 // The spec names no status for the legacy prestart hook;

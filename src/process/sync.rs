@@ -1,10 +1,15 @@
 //! The parent/child channel used while a container is being created: a
 //! SOCK_SEQPACKET pair, one message per send, so a message is never split
-//! and the death of either side shows up as end-of-file.
+//! and the death of either side shows up as end-of-file. A message may
+//! carry one file descriptor (SCM_RIGHTS): the seccomp listener.
 
 use crate::error::{Context, Error, Result};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-use std::os::fd::{AsRawFd, OwnedFd};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
+    sendmsg, socketpair,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Msg {
@@ -22,6 +27,11 @@ pub enum Msg {
     Hooks,
     /// parent → child: those hooks ran.
     HooksDone,
+    /// child → parent, with the seccomp user-notification listener fd: the
+    /// filter is in; hand the listener to `linux.seccomp.listenerPath`.
+    Seccomp,
+    /// parent → child: the listener was delivered.
+    SeccompDone,
 }
 
 pub struct Channel {
@@ -41,12 +51,20 @@ pub fn pair() -> Result<(Channel, Channel)> {
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
+        self.send_with_fd(msg, None)
+    }
+
+    /// Sends `msg` with `fd` attached (SCM_RIGHTS); the receiver gets its
+    /// own copy, so the sender may close its one right after.
+    pub fn send_with_fd(&self, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> Result<()> {
         let buf: Vec<u8> = match msg {
             Msg::Continue => b"C".to_vec(),
             Msg::Ready => b"R".to_vec(),
             Msg::Commit => b"G".to_vec(),
             Msg::Hooks => b"H".to_vec(),
             Msg::HooksDone => b"D".to_vec(),
+            Msg::Seccomp => b"S".to_vec(),
+            Msg::SeccompDone => b"s".to_vec(),
             Msg::Fail(m) => {
                 let mut v = b"E".to_vec();
                 // Keep within one datagram.
@@ -54,26 +72,55 @@ impl Channel {
                 v
             }
         };
-        nix::sys::socket::send(
-            self.fd.as_raw_fd(),
-            &buf,
-            nix::sys::socket::MsgFlags::empty(),
-        )
+        match fd {
+            None => nix::sys::socket::send(self.fd.as_raw_fd(), &buf, MsgFlags::empty()),
+            Some(fd) => {
+                let fds = [fd.as_raw_fd()];
+                let cmsg = [ControlMessage::ScmRights(&fds)];
+                let iov = [IoSlice::new(&buf)];
+                sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+            }
+        }
         .ctx(|| "send to sync socket")
         .map(drop)
     }
 
-    /// Receives one message; `None` at end-of-file (the peer is gone).
+    /// Receives one message; `None` at end-of-file (the peer is gone). A
+    /// file descriptor sent with it is closed.
     pub fn recv(&self) -> Result<Option<Msg>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    /// Receives one message and the file descriptor sent with it, if any
+    /// (close-on-exec in this process).
+    pub fn recv_with_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 65536];
-        let n = loop {
-            match nix::sys::socket::recv(
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
                 self.fd.as_raw_fd(),
-                &mut buf,
-                nix::sys::socket::MsgFlags::empty(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                r => break r.ctx(|| "receive from sync socket")?,
+                r => {
+                    let msg = r.ctx(|| "receive from sync socket")?;
+                    let mut fd = None;
+                    for c in msg.cmsgs().ctx(|| "receive from sync socket")? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for raw in fds {
+                                // SAFETY: the kernel installed these fds in
+                                // our table for this message; nothing else
+                                // owns them. Extra ones are closed on drop.
+                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                                fd.get_or_insert(owned);
+                            }
+                        }
+                    }
+                    break (msg.bytes, fd);
+                }
             }
         };
         if n == 0 {
@@ -85,6 +132,8 @@ impl Channel {
             b'G' => Msg::Commit,
             b'H' => Msg::Hooks,
             b'D' => Msg::HooksDone,
+            b'S' => Msg::Seccomp,
+            b's' => Msg::SeccompDone,
             b'E' => Msg::Fail(String::from_utf8_lossy(&buf[1..n]).into_owned()),
             other => {
                 return Err(Error::msg(format!(
@@ -92,7 +141,7 @@ impl Channel {
                 )));
             }
         };
-        Ok(Some(msg))
+        Ok(Some((msg, fd)))
     }
 
     /// Receives and insists on `want`; a failure message becomes the error.
