@@ -534,7 +534,7 @@ fn stored_spec(st: &State) -> Result<oci_spec::runtime::Spec> {
 
 /// The process of an `exec`, from `--process FILE` or from the container's
 /// process with the command line's overrides (runc's rules).
-fn exec_process(
+pub fn exec_process(
     spec: &oci_spec::runtime::Spec,
     req: &ExecRequest,
 ) -> Result<oci_spec::runtime::Process> {
@@ -546,24 +546,7 @@ fn exec_process(
     }
     if let Some(f) = &req.process_file {
         let data = std::fs::read(f).ctx(|| format!("--process: open {}", f.display()))?;
-        let raw: serde_json::Value = serde_json::from_slice(&data)
-            .map_err(|e| Error::msg(format!("--process {}: {e}", f.display())))?;
-        let p: oci_spec::runtime::Process =
-            serde_path_to_error::deserialize(&raw).map_err(|e| {
-                Error::msg(format!(
-                    "--process {}: {}: {}",
-                    f.display(),
-                    e.path(),
-                    e.inner()
-                ))
-            })?;
-        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-            bail!(
-                "--process {}: args: must name a program to run",
-                f.display()
-            );
-        }
-        return Ok(p);
+        return parse_process(&data, f);
     }
     let mut p = spec
         .process()
@@ -632,6 +615,27 @@ fn exec_process(
     }
     if req.no_new_privs {
         p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+/// A process.json for `exec --process FILE` (`file` names it in errors).
+pub fn parse_process(data: &[u8], file: &Path) -> Result<oci_spec::runtime::Process> {
+    let raw: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| Error::msg(format!("--process {}: {e}", file.display())))?;
+    let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(&raw).map_err(|e| {
+        Error::msg(format!(
+            "--process {}: {}: {}",
+            file.display(),
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        bail!(
+            "--process {}: args: must name a program to run",
+            file.display()
+        );
     }
     Ok(p)
 }
