@@ -21,6 +21,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "state.json";
+/// Where a new state.json is written before it is renamed over the old.
+const STATE_TMP: &str = ".state.json.tmp";
 pub const EXEC_SOCKET: &str = "exec.sock";
 
 /// Checks a container id before any path is built from it: runc's character
@@ -244,7 +246,7 @@ fn lock_dir(dir: PathBuf) -> Result<Option<Locked>> {
 impl Locked {
     /// Writes state.json atomically: a temporary file, then a rename.
     pub fn save(&self, state: &State) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
+        let tmp = self.dir.join(STATE_TMP);
         let path = self.dir.join(STATE_FILE);
         let data = serde_json::to_vec(state).map_err(|e| Error::msg(e.to_string()))?;
         let mut f = fs::OpenOptions::new()
@@ -275,9 +277,17 @@ impl Locked {
             Err(e) => return Err(e).ctx(|| format!("remove {}", state.display())),
         }
         crate::fault::point("delete:unlinked");
-        match fs::remove_dir_all(&self.dir) {
+        // The files capsa makes, by name, then the directory: unlink and
+        // rmdir need no fd, so this works at the fd limit too.
+        for f in [STATE_TMP, EXEC_SOCKET] {
+            let _ = fs::remove_file(self.dir.join(f));
+        }
+        match fs::remove_dir(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                fs::remove_dir_all(&self.dir).ctx(|| format!("remove {}", self.dir.display()))
+            }
             Err(e) => Err(e).ctx(|| format!("remove {}", self.dir.display())),
         }
     }

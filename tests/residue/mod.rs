@@ -126,9 +126,20 @@ pub fn fds_under(path: &Path) -> Vec<String> {
     out
 }
 
-/// The number of fds this process has open.
-pub fn own_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
+/// The fds this process has open, with what they are, leaving out those
+/// on /proc (the listing's own, and the reaper thread's brief reads).
+pub fn own_fds() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let t = std::fs::read_link(e.path()).ok()?;
+            (!t.starts_with("/proc"))
+                .then(|| format!("{} -> {}", e.file_name().to_string_lossy(), t.display()))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Entries of a directory (none if it does not exist).
