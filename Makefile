@@ -46,6 +46,9 @@ test: deps
 	$(CARGO) build --release
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
 	BUSYBOX=$(BUSYBOX) $(CARGO) test --release -- --test-threads=4
+	# The fuzz regressions once more with overflow checks (a debug build,
+	# sharing the fault build's dependencies): some crashes are overflows.
+	$(CARGO) test --features fault-injection --target-dir $(FAULT_TARGET) --test fuzz_regressions
 
 # cargo-fuzz needs nightly compiler flags; RUSTC_BOOTSTRAP lets the stable
 # toolchain take them. New inputs go to fuzz/corpus/TARGET (not in git);

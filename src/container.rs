@@ -316,15 +316,24 @@ impl Runtime {
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         state::validate_id(id)?;
         // Checked before waiting for the lock, which the create holds.
-        if !force
-            && let Ok(st) = self.store.load(id)
-            && let Some(creator) = st.creating.filter(ProcessId::is_alive)
-        {
-            bail!(
-                "cannot delete container {id}: it is being created (by capsa pid {}); \
-                 delete --force waits for the create to end",
-                creator.pid
-            );
+        if !force {
+            let creator = match self.store.load(id) {
+                Ok(st) => st.creating.filter(ProcessId::is_alive).map(|c| c.pid),
+                // A directory without a state yet, locked: a create that
+                // has just made it.
+                Err(_) => self.store.is_locked(id).then_some(0),
+            };
+            if let Some(pid) = creator {
+                let by = if pid > 0 {
+                    format!(" (by capsa pid {pid})")
+                } else {
+                    String::new()
+                };
+                bail!(
+                    "cannot delete container {id}: it is being created{by}; \
+                     delete --force waits for the create to end"
+                );
+            }
         }
         let Some(locked) = self.store.lock_any(id)? else {
             return if force { Ok(()) } else { Err(not_exist(id)) };

@@ -174,6 +174,18 @@ impl Store {
         Ok(l)
     }
 
+    /// Whether some capsa holds the lock of a container's directory now
+    /// (without waiting for it).
+    pub fn is_locked(&self, id: &str) -> bool {
+        let Ok(f) = File::open(self.dir(id)) else {
+            return false;
+        };
+        matches!(
+            Flock::lock(f, FlockArg::LockExclusiveNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        )
+    }
+
     /// Locks a container's directory whether or not it holds a state (the
     /// remains of a create killed before its first state, or of a delete
     /// killed after it removed the state); `None` if there is none.

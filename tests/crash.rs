@@ -203,6 +203,8 @@ fn create_killed_while_creating() {
         let p = t.pause_at(point, &["create", "--bundle", t.ctx.bundle_str(), &t.id]);
         if point == "create:dir" {
             assert_eq!(t.status(), None, "{point}");
+            let del = t.capsa(&["delete", &t.id]);
+            assert_fails_with(&del, "it is being created");
         } else {
             assert_eq!(t.status().as_deref(), Some("creating"), "{point}");
             let list = t.capsa(&["list", "--format", "json"]);
