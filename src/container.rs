@@ -194,10 +194,20 @@ impl Runtime {
             Ok(c) => Ok(c),
             Err(e) => {
                 // process::create has killed the init and removed the
-                // cgroups; the state goes last.
-                if let Err(r) = locked.remove() {
+                // cgroups. Should some cgroup still be there, the state
+                // stays, marked creating: once this capsa is gone, delete
+                // finds it and removes the rest.
+                let left = st
+                    .cgroup
+                    .as_ref()
+                    .and_then(|rec| cgroups::destroy(rec).err());
+                let removed = match left {
+                    Some(c) => Err(c),
+                    None => locked.remove(),
+                };
+                if let Err(r) = removed {
                     crate::logging::warn(&format!(
-                        "container {id:?}: {r} (delete --force {id} removes it)"
+                        "container {id:?}: {r} (delete --force {id} removes what is left)"
                     ));
                 }
                 // As on delete: whatever the hooks set up must be undone.

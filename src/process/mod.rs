@@ -237,10 +237,11 @@ fn finish_create(
         }
     }
     crate::fault::point("create:ready");
-    if !crate::state::ProcessId::is_alive(&crate::state::ProcessId {
+    let init = crate::state::ProcessId {
         pid: st.pid,
         start: st.pid_start,
-    }) {
+    };
+    if !init.is_alive() {
         return Err(Error::msg(gone));
     }
     st.created = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
