@@ -1,14 +1,22 @@
 # capsa: build, sample bundle, tests.
 #   make run    build release, build the busybox bundle, run a container from it
 #   make test   everything CI checks (needs root)
+#   make fuzz   every fuzz target for FUZZ_SECONDS each (not in CI)
+#   make soak   SOAK_LIFECYCLES full lifecycles, then a residue check (not in CI)
 
 CARGO    ?= cargo
 BUSYBOX  ?= /bin/busybox
 BUNDLE   := bundles/busybox
 ROOTFS   := $(BUNDLE)/rootfs
 CAPSA    := target/release/capsa
+# capsa with the crash points of src/fault.rs, for tests/crash.rs: a debug
+# build (quick to compile) in its own target dir, never the shipped binary.
+FAULT_TARGET := target/fault
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := config signal mount_options seccomp process cgroup_path id update proc_files state
+SOAK_LIFECYCLES ?= 1000
 
-.PHONY: all build release bundle run test unit clean deps integration-deps bench
+.PHONY: all build release bundle run test unit clean deps integration-deps bench fault-build fuzz soak
 
 all: release bundle
 
@@ -38,9 +46,36 @@ integration-deps:
 	  [ $$missing = 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    containerd podman conmon docker.io bsdutils; }
 
+fault-build:
+	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
+
 test: deps integration-deps
 	$(CARGO) build --release
+	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
 	BUSYBOX=$(BUSYBOX) $(CARGO) test --release -- --test-threads=4
+	# The fuzz regressions once more with overflow checks (a debug build,
+	# sharing the fault build's dependencies): some crashes are overflows.
+	$(CARGO) test --features fault-injection --target-dir $(FAULT_TARGET) --test fuzz_regressions
+
+# cargo-fuzz needs nightly compiler flags; RUSTC_BOOTSTRAP lets the stable
+# toolchain take them. New inputs go to fuzz/corpus/TARGET (not in git);
+# fuzz/seeds/TARGET start it; a crash stops here, with its input in
+# fuzz/artifacts/TARGET: fix it and add the input to fuzz/regressions/TARGET,
+# which tests/fuzz_regressions.rs replays.
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  case $$t in config|seccomp|process|update|state) dict=-dict=json.dict;; *) dict=;; esac; \
+	  mkdir -p corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --debug-assertions $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -close_fd_mask=3 $$dict || exit 1; \
+	done
+
+# SOAK_LIFECYCLES create/start/exec/kill/delete cycles (and runs), then the
+# host is compared with before: mounts, cgroups, fds, entries under --root.
+soak: release bundle
+	SOAK_LIFECYCLES=$(SOAK_LIFECYCLES) BUSYBOX=$(BUSYBOX) \
+	  $(CARGO) test --release --test stress -- --ignored --nocapture soak
 
 # capsa against runc and crun (Debian's), interleaved; prints a table and writes BENCHMARKS.md.
 # BENCH_ARGS passes options to bench/bench.py, e.g. make bench BENCH_ARGS="-n 100".

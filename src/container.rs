@@ -1,6 +1,13 @@
 //! The lifecycle API behind the subcommands: create, start, state, kill,
 //! delete, list and run, with the runtime-spec's status rules
 //! (creating → created → running → stopped).
+//!
+//! Every command that changes a container holds its lock (see
+//! [`state::Locked`]); readers (`state`, `list`) read its state without
+//! it, which is safe because states are replaced atomically. A process of
+//! the container is only ever signalled through a pidfd that was checked to
+//! be the container's after it was opened, so a recorded pid that now
+//! belongs to someone else is never signalled.
 
 mod resources;
 
@@ -11,9 +18,9 @@ use crate::foreground;
 use crate::hooks::{self, Kind};
 use crate::process::{self, CreateOptions};
 use crate::spec::{self, OCI_VERSION};
-use crate::state::{self, State, Store, not_exist};
-use crate::sys::{PidFd, proc_stat};
-use nix::sys::signal::{SigSet, Signal};
+use crate::state::{self, ProcessId, State, Store, not_exist};
+use crate::sys::{PidFd, proc_info};
+use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -21,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// `create` is still running (its capsa process is alive).
+    Creating,
     Created,
     Running,
     /// Frozen by `pause`.
@@ -31,6 +40,7 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
             Status::Paused => "paused",
@@ -51,8 +61,13 @@ pub struct Runtime {
 
 /// Whether the container's init is still the process recorded in `st`.
 fn init_alive(st: &State) -> bool {
-    st.pid > 0
-        && matches!(proc_stat(st.pid), Some((start, state)) if start == st.pid_start && state != 'Z' && state != 'X')
+    init_process(st).is_some()
+}
+
+/// /proc/PID/stat of the container's init, if it still is the process
+/// recorded in `st` (same start time) and has not exited.
+fn init_process(st: &State) -> Option<crate::sys::ProcInfo> {
+    proc_info(st.pid).filter(|i| i.start == st.pid_start && i.state != 'Z' && i.state != 'X')
 }
 
 /// A pidfd on the container's init, or `None` if it is gone (its pid may
@@ -103,14 +118,29 @@ impl Runtime {
         }
     }
 
+    /// The container's status. A state still marked creating is
+    /// `creating` while its capsa lives; once that is gone, the create was
+    /// killed half-way and the container is `stopped` (its init, if it is
+    /// still around, dies on its own: it needs capsa to go on).
     pub fn status(&self, st: &State) -> Status {
-        if !init_alive(st) {
-            Status::Stopped
-        } else if st.cgroup.as_ref().is_some_and(cgroups::is_frozen) {
+        if let Some(creator) = &st.creating {
+            return if creator.is_alive() {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+        }
+        let Some(init) = init_process(st) else {
+            return Status::Stopped;
+        };
+        if st.cgroup.as_ref().is_some_and(cgroups::is_frozen) {
             Status::Paused
-        } else if state::exec_socket_exists(&self.store, &st.id) {
+        } else if init.comm == process::INIT_COMM && state::exec_socket_exists(&self.store, &st.id)
+        {
             Status::Created
         } else {
+            // Also an init whose `start` was killed before it removed the
+            // exec socket: the init has gone on to exec the process.
             Status::Running
         }
     }
@@ -128,7 +158,28 @@ impl Runtime {
         let mut bundle = spec::load_bundle(&o.bundle)?;
         crate::notify::pass_through(&mut bundle.spec)?;
         crate::logging::phase("parse config");
+        let creator = ProcessId::current()?;
         let locked = self.store.create(id)?;
+        crate::fault::point("create:dir");
+        let mut st = State {
+            id: id.to_string(),
+            pid: 0,
+            pid_start: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+            owner: String::new(),
+            annotations: bundle
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            config: bundle.raw.clone(),
+            cgroup: None,
+            creating: Some(creator),
+        };
         let opts = CreateOptions {
             id: id.to_string(),
             pid_file: o.pid_file.clone(),
@@ -140,10 +191,26 @@ impl Runtime {
             sigmask,
             systemd_cgroup: o.systemd_cgroup,
         };
-        match process::create(&bundle, &locked, &opts) {
+        match process::create(&bundle, &locked, &opts, &mut st) {
             Ok(c) => Ok(c),
             Err(e) => {
-                let _ = locked.remove();
+                // process::create has killed the init and removed the
+                // cgroups. Should some cgroup still be there, the state
+                // stays, marked creating: once this capsa is gone, delete
+                // finds it and removes the rest.
+                let left = st
+                    .cgroup
+                    .as_ref()
+                    .and_then(|rec| cgroups::destroy(rec).err());
+                let removed = match left {
+                    Some(c) => Err(c),
+                    None => locked.remove(),
+                };
+                if let Err(r) = removed {
+                    crate::logging::warn(&format!(
+                        "container {id:?}: {r} (delete --force {id} removes what is left)"
+                    ));
+                }
                 // As on delete: whatever the hooks set up must be undone.
                 let state = serde_json::json!({
                     "ociVersion": OCI_VERSION, "id": id, "status": "stopped", "pid": 0, "bundle": bundle.dir,
@@ -156,9 +223,10 @@ impl Runtime {
 
     pub fn start(&self, id: &str) -> Result<()> {
         let locked = self.store.lock(id)?;
-        let mut st = self.store.load(id)?;
+        let st = self.store.load(id)?;
         match self.status(&st) {
             Status::Created => {}
+            Status::Creating => bail!("cannot start a container that is being created"),
             Status::Running => bail!("cannot start an already running container"),
             Status::Paused => bail!("cannot start a paused container"),
             Status::Stopped => bail!("cannot start a container that has stopped"),
@@ -180,9 +248,8 @@ impl Runtime {
         .ctx(|| "socket")?;
         nix::sys::socket::connect(sock.as_raw_fd(), &process::exec_socket_addr(&dir)?)
             .ctx(|| format!("start container {id:?}: connect to its init"))?;
+        crate::fault::point("start:connected");
         let _ = std::fs::remove_file(locked.exec_socket());
-        st.started = true;
-        locked.save(&st)?;
         let mut msg = String::new();
         let _ = std::fs::File::from(sock).read_to_string(&mut msg);
         if !msg.is_empty() {
@@ -222,8 +289,10 @@ impl Runtime {
 
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
         let st = self.store.load(id)?;
-        if self.status(&st) == Status::Stopped {
-            bail!("container not running");
+        match self.status(&st) {
+            Status::Creating => bail!("cannot kill container {id:?}: it is being created"),
+            Status::Stopped => bail!("container not running"),
+            _ => {}
         }
         let fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
         match &st.cgroup {
@@ -232,12 +301,9 @@ impl Runtime {
             }
             _ => {
                 if all {
-                    for pid in container_pids(&st) {
-                        if pid != st.pid {
-                            let _ = nix::sys::signal::kill(
-                                Pid::from_raw(pid),
-                                Signal::try_from(sig).ok(),
-                            );
+                    for p in container_processes(&st) {
+                        if p.pid() != st.pid {
+                            let _ = p.signal(sig);
                         }
                     }
                 }
@@ -254,33 +320,71 @@ impl Runtime {
         Ok(())
     }
 
+    /// `delete`: kills what is left of the container and removes its
+    /// cgroups and state. Also what a create, exec or delete killed
+    /// half-way left behind: a create's state still marked creating (once
+    /// its capsa is gone), or a directory without any state.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         state::validate_id(id)?;
-        let locked = match self.store.lock(id) {
-            Ok(l) => l,
-            Err(e) => {
-                // A create killed before it wrote its state leaves a bare
-                // directory; it holds nothing else, remove it.
-                let dir = self.store.dir(id);
-                if dir.is_dir() && !dir.join(state::STATE_FILE).exists() {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                return if force { Ok(()) } else { Err(e) };
-            }
-        };
-        let st = self.store.load(id)?;
-        let status = self.status(&st);
-        match status {
-            Status::Stopped => {}
-            Status::Created => self.kill_and_wait(&st)?,
-            Status::Running | Status::Paused if force => self.kill_and_wait(&st)?,
-            Status::Running | Status::Paused => {
-                bail!("cannot delete container {id} that is not stopped: {status}")
+        // Checked before waiting for the lock, which the create holds.
+        if !force {
+            let creator = match self.store.load(id) {
+                Ok(st) => st.creating.filter(ProcessId::is_alive).map(|c| c.pid),
+                // A directory without a state yet, locked: a create that
+                // has just made it.
+                Err(_) => self.store.is_locked(id).then_some(0),
+            };
+            if let Some(pid) = creator {
+                let by = if pid > 0 {
+                    format!(" (by capsa pid {pid})")
+                } else {
+                    String::new()
+                };
+                bail!(
+                    "cannot delete container {id}: it is being created{by}; \
+                     delete --force waits for the create to end"
+                );
             }
         }
+        let Some(locked) = self.store.lock_any(id)? else {
+            return if force { Ok(()) } else { Err(not_exist(id)) };
+        };
+        let st = match self.store.load(id) {
+            Ok(st) => st,
+            Err(e) => {
+                let dir = &locked.dir;
+                let bare = !dir.join(state::STATE_FILE).exists();
+                if !bare && !force {
+                    return Err(e);
+                }
+                // No state: a create killed before its first one, or a
+                // delete killed after it removed it; nothing else of the
+                // container exists. A corrupt state (only --force gets
+                // here) says nothing about what to clean: the directory
+                // goes, the rest cannot be found.
+                if !bare {
+                    crate::logging::warn(&format!("{e}; removing its directory"));
+                }
+                locked.remove()?;
+                return if force || !bare {
+                    Ok(())
+                } else {
+                    Err(not_exist(id))
+                };
+            }
+        };
+        let status = self.status(&st);
+        if matches!(status, Status::Running | Status::Paused) && !force {
+            bail!("cannot delete container {id} that is not stopped: {status}");
+        }
+        // Stopped too: the init of a create killed half-way may still be
+        // around (and is only killed if it is still the recorded one).
+        self.kill_and_wait(&st)?;
+        crate::fault::point("delete:killed");
         if let Some(rec) = &st.cgroup {
             cgroups::kill_and_destroy(rec)?;
         }
+        crate::fault::point("delete:cgroups");
         locked.remove()?;
         if let Ok(spec) = stored_spec(&st) {
             hooks::run(
@@ -296,8 +400,8 @@ impl Runtime {
         let Some(fd) = init_pidfd(st) else {
             return Ok(());
         };
-        for pid in container_pids(st) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for p in container_processes(st) {
+            let _ = p.signal(libc::SIGKILL);
         }
         match fd.signal(libc::SIGKILL) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
@@ -350,13 +454,14 @@ impl Runtime {
     pub fn exec(&self, id: &str, req: &ExecRequest) -> Result<i32> {
         let st = self.store.load(id)?;
         match self.status(&st) {
+            Status::Creating => bail!("cannot exec in a container that is being created"),
             Status::Stopped => bail!("cannot exec in a stopped container"),
             Status::Paused => bail!("cannot exec in a paused container"),
             Status::Created | Status::Running => {}
         }
         let spec = stored_spec(&st)?;
         let process = exec_process(&spec, req)?;
-        let _fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
+        let init = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
         let old = if req.detach {
             SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty())
         } else {
@@ -371,7 +476,7 @@ impl Runtime {
             cgroup: st.cgroup.clone(),
             state: self.state_json(&st, Status::Running),
         };
-        let started = process::exec::start(&spec, st.pid, &process, &opts)?;
+        let started = process::exec::start(&spec, &init, &process, &opts)?;
         if req.detach {
             return Ok(0);
         }
@@ -383,20 +488,19 @@ impl Runtime {
 
 /// Every process in the container's cgroup; for containers without a
 /// recorded cgroup, every process in its PID namespace when it has its own
-/// (found by the namespace inode), else just the init.
+/// (found by the namespace inode), else just the init. For reading only:
+/// see [`container_processes`] for pids to signal.
 fn container_pids(st: &State) -> Vec<i32> {
     if let Some(rec) = &st.cgroup {
         return cgroups::pids(cgroups::open(rec).as_ref()).unwrap_or_default();
     }
-    let ns = |pid: i32| {
-        std::fs::metadata(format!("/proc/{pid}/ns/pid"))
-            .ok()
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-    };
-    let Some(init_ns) = ns(st.pid) else {
+    if !init_alive(st) {
+        return Vec::new();
+    }
+    let Some(init_ns) = pid_ns(st.pid) else {
         return vec![st.pid];
     };
-    let own_ns = ns(std::process::id() as i32);
+    let own_ns = pid_ns(std::process::id() as i32);
     if own_ns == Some(init_ns) {
         return vec![st.pid];
     }
@@ -404,13 +508,44 @@ fn container_pids(st: &State) -> Vec<i32> {
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
             if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok())
-                && ns(pid) == Some(init_ns)
+                && pid_ns(pid) == Some(init_ns)
             {
                 pids.push(pid);
             }
         }
     }
     pids
+}
+
+/// The inode of a process's PID namespace.
+fn pid_ns(pid: i32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+/// Pidfds on the container's processes (see [`container_pids`]), each
+/// checked to be the container's after it was opened: still in the cgroup,
+/// or still in the container's PID namespace while the init is still the
+/// recorded one. A pid reused by an outside process is never among them.
+fn container_processes(st: &State) -> Vec<PidFd> {
+    if let Some(rec) = &st.cgroup {
+        return cgroups::pidfds(cgroups::open(rec).as_ref()).unwrap_or_default();
+    }
+    let Some(init) = init_pidfd(st) else {
+        return Vec::new();
+    };
+    let init_ns = pid_ns(st.pid);
+    let fds: Vec<PidFd> = container_pids(st)
+        .into_iter()
+        .filter_map(|p| PidFd::open(p).ok())
+        .filter(|fd| fd.pid() == st.pid || (init_ns.is_some() && pid_ns(fd.pid()) == init_ns))
+        .collect();
+    // The namespace inode was the init's only while the init lived.
+    if init.exited() {
+        return Vec::new();
+    }
+    fds
 }
 
 /// The config the container was created with (kept in its state).
@@ -420,7 +555,7 @@ fn stored_spec(st: &State) -> Result<oci_spec::runtime::Spec> {
 
 /// The process of an `exec`, from `--process FILE` or from the container's
 /// process with the command line's overrides (runc's rules).
-fn exec_process(
+pub fn exec_process(
     spec: &oci_spec::runtime::Spec,
     req: &ExecRequest,
 ) -> Result<oci_spec::runtime::Process> {
@@ -432,24 +567,7 @@ fn exec_process(
     }
     if let Some(f) = &req.process_file {
         let data = std::fs::read(f).ctx(|| format!("--process: open {}", f.display()))?;
-        let raw: serde_json::Value = serde_json::from_slice(&data)
-            .map_err(|e| Error::msg(format!("--process {}: {e}", f.display())))?;
-        let p: oci_spec::runtime::Process =
-            serde_path_to_error::deserialize(&raw).map_err(|e| {
-                Error::msg(format!(
-                    "--process {}: {}: {}",
-                    f.display(),
-                    e.path(),
-                    e.inner()
-                ))
-            })?;
-        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-            bail!(
-                "--process {}: args: must name a program to run",
-                f.display()
-            );
-        }
-        return Ok(p);
+        return parse_process(&data, f);
     }
     let mut p = spec
         .process()
@@ -518,6 +636,27 @@ fn exec_process(
     }
     if req.no_new_privs {
         p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+/// A process.json for `exec --process FILE` (`file` names it in errors).
+pub fn parse_process(data: &[u8], file: &Path) -> Result<oci_spec::runtime::Process> {
+    let raw: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| Error::msg(format!("--process {}: {e}", file.display())))?;
+    let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(&raw).map_err(|e| {
+        Error::msg(format!(
+            "--process {}: {}: {}",
+            file.display(),
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        bail!(
+            "--process {}: args: must name a program to run",
+            file.display()
+        );
     }
     Ok(p)
 }

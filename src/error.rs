@@ -38,6 +38,11 @@ impl Error {
 /// The errno's description in the lower-case form Go programs print
 /// ("no such file or directory"), which containerd and podman match on.
 pub fn errno_text(errno: Errno) -> String {
+    // nix takes the kernel header's comment ("Try again"); Go and glibc
+    // say this.
+    if errno == Errno::EAGAIN {
+        return "resource temporarily unavailable".into();
+    }
     let d = errno.desc();
     let mut c = d.chars();
     match c.next() {
@@ -93,6 +98,10 @@ mod tests {
     #[test]
     fn errno_text_is_lower_case_like_go() {
         assert_eq!(errno_text(Errno::ENOENT), "no such file or directory");
+        assert_eq!(
+            errno_text(Errno::EAGAIN),
+            "resource temporarily unavailable"
+        );
         let e: Result<()> = Err(Errno::EPERM).ctx(|| "open /x");
         assert_eq!(
             e.unwrap_err().to_string(),

@@ -57,7 +57,8 @@ pub fn parse(s: &str) -> Result<i32> {
         } else {
             rest.parse().ok()?
         };
-        let n = base + sign * off;
+        // Checked: `RTMIN+2147483647` is an error, not an overflow.
+        let n = base.checked_add(sign.checked_mul(off)?)?;
         (libc::SIGRTMIN()..=max).contains(&n).then_some(n)
     };
     let parsed = if let Some(r) = name.strip_prefix("RTMIN") {
@@ -97,7 +98,17 @@ mod tests {
         assert_eq!(parse("9").unwrap(), 9);
         assert_eq!(parse("RTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
         assert_eq!(parse("SIGRTMAX-1").unwrap(), libc::SIGRTMAX() - 1);
-        for bad in ["", "0", "65", "FOO", "SIG", "-1", "RTMIN+99"] {
+        for bad in [
+            "",
+            "0",
+            "65",
+            "FOO",
+            "SIG",
+            "-1",
+            "RTMIN+99",
+            "RTMIN+2147483647",
+            "RTMAX--2147483648",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -2,6 +2,13 @@
 //! (written to a temporary file and renamed, so readers never see half of
 //! it), a lock taken by every command that changes the container, and the
 //! `exec.sock` the init waits on until `start`.
+//!
+//! A container's state is written before anything else of it exists, with
+//! the `creating` mark naming the capsa process that creates it; the init's
+//! pid and start time are added as soon as it exists, and the mark goes
+//! when the container is complete. So whatever point a `create` is killed
+//! at, later commands find a state saying what there may be to clean up
+//! (see `container::Runtime::status`).
 
 use crate::bail;
 use crate::error::{Context, Error, Result};
@@ -14,6 +21,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "state.json";
+/// Where a new state.json is written before it is renamed over the old.
+const STATE_TMP: &str = ".state.json.tmp";
 pub const EXEC_SOCKET: &str = "exec.sock";
 
 /// Checks a container id before any path is built from it: runc's character
@@ -39,6 +48,31 @@ pub fn validate_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A process told apart from any later process reusing its pid: its pid
+/// and its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub pid: i32,
+    /// Clock ticks after boot (field 22 of /proc/PID/stat).
+    pub start: u64,
+}
+
+impl ProcessId {
+    /// This process.
+    pub fn current() -> Result<ProcessId> {
+        let pid = std::process::id() as i32;
+        let (start, _) = crate::sys::proc_stat(pid)
+            .ok_or_else(|| Error::msg("read /proc/self/stat: is /proc mounted?"))?;
+        Ok(ProcessId { pid, start })
+    }
+
+    /// Whether the process still runs (not a zombie).
+    pub fn is_alive(&self) -> bool {
+        matches!(crate::sys::proc_stat(self.pid),
+            Some((start, state)) if start == self.start && state != 'Z' && state != 'X')
+    }
+}
+
 /// What capsa remembers about a container between invocations.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
@@ -55,9 +89,6 @@ pub struct State {
     pub owner: String,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// Set once `start` has released the init.
-    #[serde(default)]
-    pub started: bool,
     /// The config the container was created from, so later commands do not
     /// depend on the bundle's config.json staying the same.
     pub config: serde_json::Value,
@@ -65,6 +96,11 @@ pub struct State {
     /// managed cgroups).
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::Record>,
+    /// While `create` runs: the capsa process creating the container. A
+    /// state still marked after that process is gone is the remains of a
+    /// create that was killed half-way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating: Option<ProcessId>,
 }
 
 /// The root directory holding every container's state.
@@ -112,17 +148,50 @@ impl Store {
             }
             Err(e) => return Err(e).ctx(|| format!("create state dir {}", dir.display())),
         }
-        lock_dir(dir)
+        match lock_dir(dir.clone()) {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => bail!("container {id:?} was deleted while it was being created"),
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
     }
 
-    /// Locks an existing container's directory.
+    /// Locks an existing container's directory (waiting for whoever holds
+    /// it).
     pub fn lock(&self, id: &str) -> Result<Locked> {
         validate_id(id)?;
         let dir = self.dir(id);
         if !dir.join(STATE_FILE).exists() {
             return Err(not_exist(id));
         }
-        lock_dir(dir)
+        let l = lock_dir(dir)?.ok_or_else(|| not_exist(id))?;
+        // Deleted while we waited.
+        if !l.dir.join(STATE_FILE).exists() {
+            return Err(not_exist(id));
+        }
+        Ok(l)
+    }
+
+    /// Whether some capsa holds the lock of a container's directory now
+    /// (without waiting for it).
+    pub fn is_locked(&self, id: &str) -> bool {
+        let Ok(f) = File::open(self.dir(id)) else {
+            return false;
+        };
+        matches!(
+            Flock::lock(f, FlockArg::LockExclusiveNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        )
+    }
+
+    /// Locks a container's directory whether or not it holds a state (the
+    /// remains of a create killed before its first state, or of a delete
+    /// killed after it removed the state); `None` if there is none.
+    pub fn lock_any(&self, id: &str) -> Result<Option<Locked>> {
+        validate_id(id)?;
+        lock_dir(self.dir(id))
     }
 
     /// Reads a container's state without locking (writes are atomic).
@@ -159,18 +228,37 @@ pub fn not_exist(id: &str) -> Error {
     Error::msg(format!("container {id:?} does not exist"))
 }
 
-fn lock_dir(dir: PathBuf) -> Result<Locked> {
-    let f = File::open(&dir).ctx(|| format!("open {}", dir.display()))?;
-    let lock = Flock::lock(f, FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .ctx(|| format!("lock {}", dir.display()))?;
-    Ok(Locked { dir, _lock: lock })
+/// Locks `dir`, waiting for the lock; `None` if there is no such
+/// directory, or none any more once the lock is ours (a delete removed it
+/// meanwhile). The lock is on the directory that is at `dir` when it is
+/// granted: one deleted and created again meanwhile is locked afresh.
+fn lock_dir(dir: PathBuf) -> Result<Option<Locked>> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let f = match File::open(&dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("open {}", dir.display())),
+        };
+        let lock = Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .ctx(|| format!("lock {}", dir.display()))?;
+        let held = lock.metadata().ctx(|| format!("stat {}", dir.display()))?;
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => {
+                return Ok(Some(Locked { dir, _lock: lock }));
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("stat {}", dir.display())),
+        }
+    }
 }
 
 impl Locked {
     /// Writes state.json atomically: a temporary file, then a rename.
     pub fn save(&self, state: &State) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
+        let tmp = self.dir.join(STATE_TMP);
         let path = self.dir.join(STATE_FILE);
         let data = serde_json::to_vec(state).map_err(|e| Error::msg(e.to_string()))?;
         let mut f = fs::OpenOptions::new()
@@ -189,9 +277,48 @@ impl Locked {
         fs::rename(&tmp, &path).ctx(|| format!("rename {}", path.display()))
     }
 
-    /// Removes the whole state directory.
+    /// Removes the whole state directory: state.json first, so that the
+    /// container is gone for every reader at once (a delete killed after
+    /// that leaves a directory without state, which the next delete
+    /// removes).
     pub fn remove(self) -> Result<()> {
-        fs::remove_dir_all(&self.dir).ctx(|| format!("remove {}", self.dir.display()))
+        let state = self.dir.join(STATE_FILE);
+        match fs::remove_file(&state) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx(|| format!("remove {}", state.display())),
+        }
+        crate::fault::point("delete:unlinked");
+        // The files capsa makes, by name, then the directory: unlink and
+        // rmdir need no fd, so this works at the fd limit too.
+        for f in [STATE_TMP, EXEC_SOCKET] {
+            let _ = fs::remove_file(self.dir.join(f));
+        }
+        match fs::remove_dir(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                fs::remove_dir_all(&self.dir).ctx(|| format!("remove {}", self.dir.display()))
+            }
+            Err(e) => Err(e).ctx(|| format!("remove {}", self.dir.display())),
+        }
+    }
+
+    /// For the child of a clone of this process (the container's init):
+    /// makes the child's copy of the lock's fd refer to /dev/null instead.
+    /// A flock belongs to the open file, which the child would otherwise
+    /// share: the lock would then outlive a capsa killed mid-create for as
+    /// long as its init lives, and hold up the delete meant to clean up.
+    /// The parent's lock is untouched.
+    pub fn release_in_child(&self) {
+        use std::os::fd::AsRawFd;
+        let Ok(null) = File::open("/dev/null") else {
+            return;
+        };
+        // SAFETY: dup3 atomically makes our own fd `lock` a copy of the
+        // /dev/null fd (close-on-exec); the Flock keeps owning a valid fd,
+        // so nothing that later uses or closes it touches another file.
+        unsafe { libc::dup3(null.as_raw_fd(), self._lock.as_raw_fd(), libc::O_CLOEXEC) };
     }
 
     pub fn exec_socket(&self) -> PathBuf {

@@ -115,34 +115,76 @@ pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<(), Er
 /// Start time (clock ticks after boot) and state letter of a process, from
 /// /proc/PID/stat; `None` if there is no such process.
 pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    proc_info(pid).map(|i| (i.start, i.state))
+}
+
+/// What capsa reads of a process in /proc/PID/stat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// Start time in clock ticks after boot (with the pid, the identity
+    /// of a process: a reused pid has a later start time).
+    pub start: u64,
+    /// The state letter (`R`, `S`, `Z`, ...).
+    pub state: char,
+    /// The command name (`comm`, at most 15 bytes).
+    pub comm: String,
+}
+
+/// /proc/PID/stat of a process; `None` if there is no such process.
+pub fn proc_info(pid: i32) -> Option<ProcInfo> {
+    if pid <= 0 {
+        return None;
+    }
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&s)
 }
 
-fn parse_stat(s: &str) -> Option<(u64, char)> {
+fn parse_stat(s: &str) -> Option<ProcInfo> {
     // The command name is in parentheses and may contain spaces or ')'.
-    let rest = &s[s.rfind(')')? + 1..];
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s.get(open + 1..close)?.to_string();
+    let rest = &s[close + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
     // After the state come fields 4..; starttime is field 22.
     let start = fields.nth(22 - 4)?.parse().ok()?;
-    Some((start, state))
+    Some(ProcInfo { start, state, comm })
 }
 
 /// A pidfd: a handle on one process that cannot be confused with a later
 /// process reusing its pid.
-pub struct PidFd(std::os::fd::OwnedFd);
+pub struct PidFd {
+    fd: std::os::fd::OwnedFd,
+    pid: i32,
+}
 
 impl PidFd {
     pub fn open(pid: i32) -> Result<PidFd, Errno> {
+        if pid <= 0 {
+            // pidfd_open refuses these too; never let 0 or -1 reach a
+            // signal call as "the process group" or "everyone".
+            return Err(Errno::EINVAL);
+        }
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd
         // that we take ownership of below.
         let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         let fd = Errno::result(r)? as std::os::fd::RawFd;
         // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
-        Ok(PidFd(unsafe {
-            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-        }))
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(PidFd { fd, pid })
+    }
+
+    /// The pid the process had when the pidfd was opened (only meaningful
+    /// while [`PidFd::exited`] is false).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Whether the process has exited (a zombie counts as exited). While it
+    /// has not, its pid cannot belong to any other process.
+    pub fn exited(&self) -> bool {
+        self.wait_exit(0)
     }
 
     pub fn signal(&self, sig: i32) -> Result<(), Errno> {
@@ -151,7 +193,7 @@ impl PidFd {
         let r = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
-                self.0.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 sig,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
@@ -165,7 +207,7 @@ impl PidFd {
     pub fn wait_exit(&self, timeout_ms: i32) -> bool {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd;
-        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
         loop {
             match poll(
                 &mut fds,
@@ -181,7 +223,7 @@ impl PidFd {
 
 impl std::os::fd::AsFd for PidFd {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.0.as_fd()
+        self.fd.as_fd()
     }
 }
 
@@ -202,7 +244,8 @@ mod tests {
     #[test]
     fn stat_fields() {
         let s = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 12345 1000 10";
-        assert_eq!(parse_stat(s), Some((12345, 'S')));
+        let i = parse_stat(s).unwrap();
+        assert_eq!((i.start, i.state, i.comm.as_str()), (12345, 'S', "a) b"));
         let me = std::process::id() as i32;
         assert!(proc_stat(me).is_some());
     }

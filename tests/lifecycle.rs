@@ -90,9 +90,10 @@ fn create_start_kill_delete_by_hand() {
         std::fs::read_to_string(&pid_file).unwrap().trim(),
         pid.to_string()
     );
-    // The init already is in its namespaces but the user process has not run.
+    // The init already is in its namespaces but the user process has not
+    // run: it is still capsa, named for its part until it execs.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-    assert_eq!(comm.trim(), "capsa");
+    assert_eq!(comm.trim(), capsa::process::INIT_COMM);
 
     let list = ctx.capsa(&["list", "--format", "json"]);
     assert_ok(&list);

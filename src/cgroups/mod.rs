@@ -251,6 +251,29 @@ pub(crate) fn throttles(b: &LinuxBlockIo) -> [Throttle<'_>; 4] {
     ]
 }
 
+/// `rec` with the directories `create` is about to make recorded as made:
+/// each directory of the container and each missing parent, parents first.
+/// What is recorded before `create` runs, so that a capsa killed while it
+/// made them leaves a record that finds every one (removing one that
+/// someone else made meanwhile only happens if it is empty).
+pub fn with_planned_dirs(rec: &Record) -> Record {
+    let mut planned = rec.clone();
+    for dir in rec.dirs() {
+        let mut missing = Vec::new();
+        let mut p = Some(dir);
+        while let Some(d) = p.filter(|d| !d.exists()) {
+            missing.push(d.to_path_buf());
+            p = d.parent();
+        }
+        for d in missing.into_iter().rev() {
+            if !planned.created.contains(&d) {
+                planned.created.push(d);
+            }
+        }
+    }
+    planned
+}
+
 /// Every process in the container's cgroup and the cgroups below it.
 pub fn pids(m: &dyn Manager) -> Result<Vec<i32>> {
     let mut out = Vec::new();
@@ -284,17 +307,33 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Pidfds on every process of the container. Each pid is checked to be
+/// in the cgroup again after its pidfd is open: a pid that is still listed
+/// then is either the process the pidfd holds, or that process is dead and
+/// the pidfd signals nothing; so a pid reused by a process outside the
+/// container is never signalled.
+pub fn pidfds(m: &dyn Manager) -> Result<Vec<crate::sys::PidFd>> {
+    let fds: Vec<crate::sys::PidFd> = pids(m)?
+        .into_iter()
+        .filter_map(|p| crate::sys::PidFd::open(p).ok())
+        .collect();
+    let still: std::collections::HashSet<i32> = pids(m)?.into_iter().collect();
+    Ok(fds
+        .into_iter()
+        .filter(|f| still.contains(&f.pid()))
+        .collect())
+}
+
 /// Sends `sig` to every process of the container: frozen first (when a
 /// freezer exists) so none can fork away meanwhile, then thawed.
 pub fn signal_all(m: &dyn Manager, sig: i32) -> Result<()> {
-    let sig = nix::sys::signal::Signal::try_from(sig).ok();
     let freeze = m.can_freeze() && !m.is_frozen();
     if freeze {
         m.freeze(true)?;
     }
-    let result = pids(m).map(|pids| {
-        for pid in pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    let result = pidfds(m).map(|fds| {
+        for fd in fds {
+            let _ = fd.signal(sig);
         }
     });
     if freeze {

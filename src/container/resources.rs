@@ -127,7 +127,7 @@ impl Runtime {
             bail!("duration interval must be greater than 0");
         }
         let st = self.store.load(id)?;
-        if self.status(&st) == Status::Stopped {
+        if matches!(self.status(&st), Status::Stopped | Status::Creating) {
             bail!("container with id {id} is not running");
         }
         let m = cgroups::open(cgroup_of(&st)?);

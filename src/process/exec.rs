@@ -59,8 +59,19 @@ fn open_namespaces(spec: &Spec, init_pid: i32) -> Result<Vec<(LinuxNamespaceType
     Ok(out)
 }
 
-pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) -> Result<Started> {
-    let nss = open_namespaces(spec, init_pid)?;
+/// Starts `process` in the container whose init `init` is a pidfd on.
+pub fn start(
+    spec: &Spec,
+    init: &crate::sys::PidFd,
+    process: &Process,
+    opts: &ExecOptions,
+) -> Result<Started> {
+    let nss = open_namespaces(spec, init.pid())?;
+    // Opened by pid: they are the init's only if it was still alive after
+    // they were opened (until then its pid could not be reused).
+    if init.exited() {
+        return Err(Error::msg("container not running (its init exited)"));
+    }
     let seccomp = init::prepare_seccomp(spec)?;
     let terminal = process.terminal() == Some(true);
     let (console_child, console_parent) = match (&opts.console_socket, terminal) {
@@ -112,9 +123,11 @@ pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) 
     drop(console_child);
     drop(nss);
     let result = (|| {
+        crate::fault::point("exec:cloned");
         if let Some(rec) = &opts.cgroup {
             crate::cgroups::open(rec).add_pid(pid.as_raw())?;
         }
+        crate::fault::point("exec:joined");
         parent.send(&Msg::Continue)?;
         loop {
             match parent.recv_with_fd()? {
@@ -136,6 +149,7 @@ pub fn start(spec: &Spec, init_pid: i32, process: &Process, opts: &ExecOptions) 
                 Some((m, _)) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),
             }
         }
+        crate::fault::point("exec:started");
         if let Some(p) = &opts.pid_file {
             super::write_pid_file(p, pid.as_raw())?;
         }

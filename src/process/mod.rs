@@ -93,12 +93,27 @@ fn console(bundle: &Bundle, opts: &CreateOptions) -> Result<(Option<OwnedFd>, Op
     }
 }
 
-/// Creates the container described by `bundle` in the locked state dir:
-/// on success the init waits for `start` and the state is on disk; on
-/// failure the init is gone (and with it every mount it made).
-pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<Created> {
+/// The init's command name from the clone until it execs the container's
+/// process: with the exec socket, what tells an init waiting for `start`
+/// from one that a `start` killed before it removed the socket released.
+pub const INIT_COMM: &str = "capsa-init";
+
+/// Creates the container described by `bundle` in the locked state dir,
+/// saving `st` (marked creating) before it makes anything and again once
+/// the init exists: on success the init waits for `start` and the state,
+/// no longer marked, is on disk; on failure the init is gone (and with it
+/// every mount it made) and so are its cgroups.
+pub fn create(
+    bundle: &Bundle,
+    locked: &Locked,
+    opts: &CreateOptions,
+    st: &mut State,
+) -> Result<Created> {
     let plan = namespaces::plan(&bundle.spec);
     let mut cgroup = cgroups::for_container(&bundle.spec, &opts.id, opts.systemd_cgroup)?;
+    st.cgroup = Some(cgroups::with_planned_dirs(cgroup.record()));
+    locked.save(st)?;
+    crate::fault::point("create:state");
     let ns_fds = plan.open()?;
     let (console_child, console_parent) = console(bundle, opts)?;
     let listener = exec_listener(locked)?;
@@ -107,9 +122,18 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
 
     let flags = plan.clone_flags.bits();
     crate::logging::phase("prepare");
-    let pid = match crate::sys::clone_into_namespaces(flags).ctx(|| "clone container init")? {
+    let own_comm = nix::sys::prctl::get_name().ok();
+    let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(INIT_COMM).expect("no NUL"));
+    let cloned = crate::sys::clone_into_namespaces(flags).ctx(|| "clone container init");
+    if let Ok(Some(_)) | Err(_) = cloned
+        && let Some(c) = &own_comm
+    {
+        let _ = nix::sys::prctl::set_name(c);
+    }
+    let pid = match cloned? {
         None => {
             drop(parent);
+            locked.release_in_child();
             init::run(init::Init {
                 id: &opts.id,
                 spec: &bundle.spec,
@@ -135,8 +159,15 @@ pub fn create(bundle: &Bundle, locked: &Locked, opts: &CreateOptions) -> Result<
     // The init waits for Continue: it joins its cgroup, under its limits,
     // before it does anything of the container's.
     crate::logging::phase("clone");
-    let result = setup_cgroup(cgroup.as_mut(), pid.as_raw())
-        .and_then(|cg| finish_create(bundle, locked, opts, pid, &parent, cg, &plan))
+    let result = record_init(locked, st, pid)
+        .and_then(|()| {
+            crate::fault::point("create:cloned");
+            setup_cgroup(cgroup.as_mut(), pid.as_raw())
+        })
+        .and_then(|cg| {
+            crate::fault::point("create:cgroups");
+            finish_create(bundle, locked, opts, pid, &parent, cg, &plan, st)
+        })
         .and_then(|state| {
             let pty_master = match &console_parent {
                 Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
@@ -177,6 +208,17 @@ fn setup_cgroup(m: &mut dyn cgroups::Manager, pid: i32) -> Result<Option<&cgroup
     }
 }
 
+/// Puts the new init (our child, so its pid cannot be reused yet) on
+/// record, with its start time.
+fn record_init(locked: &Locked, st: &mut State, pid: Pid) -> Result<()> {
+    let (start, _) = crate::sys::proc_stat(pid.as_raw())
+        .ok_or_else(|| Error::msg("container init exited during setup"))?;
+    st.pid = pid.as_raw();
+    st.pid_start = start;
+    locked.save(st)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn finish_create(
     bundle: &Bundle,
     locked: &Locked,
@@ -185,6 +227,7 @@ fn finish_create(
     chan: &sync::Channel,
     cgroup: Option<&cgroups::Record>,
     plan: &namespaces::Plan,
+    st: &mut State,
 ) -> Result<State> {
     let gone = "container init exited during setup";
     if plan
@@ -231,34 +274,27 @@ fn finish_create(
             None => return Err(Error::msg(gone)),
         }
     }
-    let (pid_start, _) = crate::sys::proc_stat(pid.as_raw()).ok_or_else(|| Error::msg(gone))?;
-    let state = State {
-        id: opts.id.clone(),
-        pid: pid.as_raw(),
-        pid_start,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
-        owner: String::new(),
-        annotations: bundle
-            .spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        started: false,
-        config: bundle.raw.clone(),
-        cgroup: cgroup.cloned(),
+    crate::fault::point("create:ready");
+    let init = crate::state::ProcessId {
+        pid: st.pid,
+        start: st.pid_start,
     };
+    if !init.is_alive() {
+        return Err(Error::msg(gone));
+    }
+    st.created = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+    st.cgroup = cgroup.cloned();
+    st.creating = None;
     crate::logging::phase("init ready");
-    locked.save(&state)?;
+    locked.save(st)?;
+    crate::fault::point("create:saved");
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
     chan.send(&Msg::Commit)?;
     crate::logging::phase("state saved");
-    Ok(state)
+    crate::fault::point("create:committed");
+    Ok(st.clone())
 }
 
 /// The state hooks in the runtime namespace read on stdin.
