@@ -1,7 +1,8 @@
 //! Where capsa's own messages go. With `--log FILE` errors and warnings are
 //! appended to FILE, either as logrus-style text or, with `--log-format json`,
 //! as one JSON object per line (`{"level":"error","msg":"...","time":"..."}`)
-//! which is what containerd and conmon parse. Errors also go to stderr.
+//! which is what containerd and conmon parse. Errors also go to stderr;
+//! warnings and debug lines go to stderr only when there is no log file.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -100,14 +101,19 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Writes a message at `level`. Errors and warnings always reach stderr as
-/// well, prefixed with `capsa: `; debug lines only with `--debug`.
+/// Writes a message at `level`. Errors always reach stderr as well,
+/// prefixed with `capsa: `. Warnings (and debug lines, with `--debug`) go to
+/// stderr only when there is no log file: conmon and the containerd shim
+/// hand create and exec the container's own stdio, so whatever else capsa
+/// printed there would show up as the container's output (`podman run`,
+/// `podman exec`, `podman logs`), which runc never does.
 pub fn log(level: Level, msg: &str) {
     let logger = LOGGER.get();
     let debug = logger.is_some_and(|l| l.debug);
     if level == Level::Debug && !debug {
         return;
     }
+    let has_file = logger.is_some_and(|l| l.file.is_some());
     if let Some(Logger {
         file: Some(f),
         format,
@@ -118,7 +124,7 @@ pub fn log(level: Level, msg: &str) {
         let mut f: &File = f;
         let _ = f.write_all(format!("{line}\n").as_bytes());
     }
-    if level >= Level::Warn || debug {
+    if level == Level::Error || (!has_file && (level == Level::Warn || debug)) {
         let prefix = if level == Level::Warn {
             "warning: "
         } else {

@@ -135,9 +135,12 @@ impl Prepared {
     }
 }
 
-/// Validates and compiles the profile. Unknown syscall names are skipped
-/// with a warning; an architecture capsa has no syscall table for is
-/// skipped with a warning too.
+/// Validates and compiles the profile. Unknown syscall names are skipped,
+/// and so is an architecture capsa has no syscall table for; both are
+/// logged at debug level, as runc does: engines' default profiles (podman's,
+/// docker's) name syscalls of other kernels and architectures, and a
+/// warning in every container's log would break podman, which decodes the
+/// whole log file as one JSON object when a create fails.
 pub fn prepare(seccomp: &LinuxSeccomp) -> Result<Prepared> {
     let native = Abi::native().ok_or_else(|| {
         Error::msg(format!(
@@ -145,7 +148,7 @@ pub fn prepare(seccomp: &LinuxSeccomp) -> Result<Prepared> {
             std::env::consts::ARCH
         ))
     })?;
-    let p = compile(seccomp, native, &mut |w| crate::logging::warn(&w))?;
+    let p = compile(seccomp, native, &mut |w| crate::logging::debug(&w))?;
     crate::logging::debug(&format!(
         "seccomp: {} BPF instructions, flags {:#x}",
         p.program.len(),
