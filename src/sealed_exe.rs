@@ -55,7 +55,7 @@ pub fn ensure() -> Result<()> {
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .ctx(|| "open /proc/self/exe")?;
+    .ctx(|| "open /proc/self/exe (is /proc mounted?)")?;
     if is_sealed(exe.as_fd()) {
         name_process();
         return Ok(());
