@@ -17,7 +17,7 @@ fn the_capsa_binary_cannot_be_reached_from_a_container() {
         std::fs::read_to_string(format!("/proc/{a_pid}/comm"))
             .unwrap()
             .trim(),
-        "capsa"
+        capsa::process::INIT_COMM
     );
     // B shares A's PID namespace: A's init is its PID 1.
     let mut c = ctx.sh_config(
@@ -28,7 +28,13 @@ fn the_capsa_binary_cannot_be_reached_from_a_container() {
     c["linux"]["namespaces"][0] = json!({"type": "pid", "path": format!("/proc/{a_pid}/ns/pid")});
     let out = ctx.run(&c);
     assert_ok(&out);
-    assert_eq!(stdout(&out), "capsa\nno-readlink\nno-read\nfds-checked\n");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{}\nno-readlink\nno-read\nfds-checked\n",
+            capsa::process::INIT_COMM
+        )
+    );
     assert_ok(&ctx.capsa(&["delete", &a]));
 }
 
