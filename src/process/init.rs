@@ -312,6 +312,13 @@ pub fn finalize(
         Some(m) => m.effective & caps::Capability::CAP_SYS_ADMIN.bitmask() != 0,
         None => process.user().uid() == 0,
     };
+    // The cwd first: an early seccomp filter may deny openat2, fchdir or
+    // getcwd, which runc's profiles do not expect capsa to need.
+    let cwd = process.cwd();
+    let cwd_early = chdir_in_root(cwd);
+    if cwd_early.is_ok() {
+        check_cwd_inside(cwd)?;
+    }
     if let Some(f) = seccomp {
         if process.no_new_privileges() == Some(true) || keeps_sys_admin {
             exec.seccomp = Some(f);
@@ -319,8 +326,6 @@ pub fn finalize(
             install_seccomp(&f, chan)?;
         }
     }
-    let cwd = process.cwd();
-    let cwd_early = chdir_in_root(cwd);
     if let Some(m) = &caps {
         capabilities::apply_bounding(m)?;
     }
@@ -331,13 +336,7 @@ pub fn finalize(
     if cwd_early.is_err() {
         chdir_in_root(cwd)
             .ctx(|| format!("chdir to cwd ({}) set in config.json failed", cwd.display()))?;
-    }
-    // CVE-2024-21626: whatever the path, the cwd must be under the root.
-    if !nix::unistd::getcwd().is_ok_and(|p| p.is_absolute()) {
-        return Err(Error::msg(format!(
-            "cwd ({}) set in config.json is outside the container",
-            cwd.display()
-        )));
+        check_cwd_inside(cwd)?;
     }
     if process.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges: prctl")?;
@@ -349,6 +348,17 @@ pub fn finalize(
 
 /// chdir to `cwd` resolved inside the root, never through a magic link
 /// (such as /proc/self/fd/N, which could name a directory outside it).
+/// CVE-2024-21626: whatever the path, the cwd must be under the root.
+fn check_cwd_inside(cwd: &Path) -> Result<()> {
+    if !nix::unistd::getcwd().is_ok_and(|p| p.is_absolute()) {
+        return Err(Error::msg(format!(
+            "cwd ({}) set in config.json is outside the container",
+            cwd.display()
+        )));
+    }
+    Ok(())
+}
+
 fn chdir_in_root(cwd: &Path) -> nix::Result<()> {
     let root = nix::fcntl::open(
         "/",
