@@ -438,12 +438,15 @@ impl Runtime {
             let _ = self.delete(id, true);
             return Err(e);
         }
+        crate::logging::phase("started");
         if detach {
             return Ok(0);
         }
         let code = foreground::wait(Pid::from_raw(created.state.pid), created.pty_master)?;
+        crate::logging::phase("container exited");
         if !keep {
             self.delete(id, true)?;
+            crate::logging::phase("deleted");
         }
         let _ = old.thread_set_mask();
         Ok(code)

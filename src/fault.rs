@@ -20,10 +20,11 @@ pub const POINTS: &[&str] = &[
     "create:dir",
     // create: the first state (status creating, no init yet) is written.
     "create:state",
-    // create: the init exists (waiting for capsa) and is on record.
-    "create:cloned",
-    // create: the init is in its cgroups, which have their limits.
+    // create: the cgroups exist with their limits; no init yet.
     "create:cgroups",
+    // create: the init exists (in its cgroups, waiting for capsa) and is
+    // on record.
+    "create:cloned",
     // create: the init has set the container up and waits for the commit.
     "create:ready",
     // create: the final state (created) is written, the init not told yet.
@@ -32,10 +33,9 @@ pub const POINTS: &[&str] = &[
     "create:committed",
     // start: connected to the init, which goes on to exec the process.
     "start:connected",
-    // exec: the new process exists, not yet in the container's cgroups.
+    // exec: the new process exists (it joins the container's cgroups
+    // itself), not yet told to go on.
     "exec:cloned",
-    // exec: the new process is in the container's cgroups.
-    "exec:joined",
     // exec: the process runs in the container; capsa has not returned.
     "exec:started",
     // delete: every process of the container is dead.

@@ -34,6 +34,87 @@ pub fn clone_into_namespaces(ns_flags: libc::c_int) -> Result<Option<Pid>, Errno
     }
 }
 
+/// `struct clone_args` of <linux/sched.h>, up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Where a cloned child was born.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Born {
+    /// In the cgroup2 directory it was asked for (clone3 CLONE_INTO_CGROUP).
+    InCgroup,
+    /// In its parent's cgroups (no directory was given, or the kernel
+    /// refused clone3 with one: the child must move itself).
+    WithParent,
+}
+
+/// [`clone_into_namespaces`], with the child born in the cgroup2 directory
+/// `cgroup` when one is given and the kernel can (clone3 with
+/// CLONE_INTO_CGROUP, Linux 5.7): nobody then has to move it there, which
+/// would take the kernel's global cgroup lock and wait for an RCU grace
+/// period. When clone3 refuses (an older kernel, or a cgroup that cannot
+/// take the process, such as one with controllers enabled for children),
+/// it falls back to a plain clone and says so; moving the child then gives
+/// the real error, if any.
+pub fn clone_into_cgroup(
+    ns_flags: libc::c_int,
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<(Option<Pid>, Born), Errno> {
+    use std::os::fd::AsRawFd;
+    let Some(cgroup) = cgroup else {
+        return clone_into_namespaces(ns_flags).map(|p| (p, Born::WithParent));
+    };
+    let args = CloneArgs {
+        flags: ns_flags as u32 as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 reads `args` (alive for the call, its size passed
+    // along); stack 0 makes the child run on a copy-on-write copy of this
+    // stack as with fork, under the single-thread invariant of
+    // `clone_into_namespaces`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match r {
+        0 => Ok((None, Born::InCgroup)),
+        pid if pid > 0 => Ok((Some(Pid::from_raw(pid as i32)), Born::InCgroup)),
+        _ => match Errno::last() {
+            // Refusals that a clone without the cgroup may not share: no
+            // clone3 or CLONE_INTO_CGROUP, or a cgroup that cannot take it.
+            Errno::ENOSYS
+            | Errno::E2BIG
+            | Errno::EINVAL
+            | Errno::EBADF
+            | Errno::EBUSY
+            | Errno::EOPNOTSUPP
+            | Errno::EACCES
+            | Errno::EPERM => clone_into_namespaces(ns_flags).map(|p| (p, Born::WithParent)),
+            e => Err(e),
+        },
+    }
+}
+
 /// Marks every fd from `first` up as close-on-exec.
 pub fn cloexec_from(first: u32) -> Result<(), Errno> {
     // SAFETY: close_range only changes flags of this process's fds.

@@ -191,6 +191,63 @@ fn every_resource_is_in_the_cgroup_files_before_the_process_runs() {
     assert_gone(&all);
 }
 
+/// An `exec` process joins the container's cgroups by itself before it
+/// runs (the v1 ones by writing to `tasks`, the cgroup2 one by being born
+/// there): host-side, /proc/PID/cgroup of the exec'd process names the
+/// container's directory in every hierarchy, the limits apply to it, and
+/// the pids controller counts it.
+#[test]
+fn exec_processes_are_in_every_cgroup_of_the_container() {
+    if !v1_host() {
+        return;
+    }
+    let ctx = Ctx::new("capsa-cg-exec");
+    let mut c = sleeper(&ctx);
+    c["linux"]["resources"] = json!({"pids": {"limit": 2}});
+    let id = ctx.id("c");
+    let init = create(&ctx, &id, &c);
+    assert_ok(&ctx.capsa(&["start", &id]));
+    let paths = cgroup_dirs(&ctx, &id);
+    let pid_file = ctx.dir.join("exec.pid");
+    let out = ctx.capsa(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    assert_ok(&out);
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(pid, init);
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let init_cg = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
+    assert_eq!(own, init_cg);
+    for line in own.lines() {
+        let f: Vec<&str> = line.splitn(3, ':').collect();
+        let key = if f[1].is_empty() { "unified" } else { f[1] };
+        let d = dir(&paths, key.split(',').next().unwrap());
+        assert!(
+            d.to_str().unwrap().ends_with(f[2]) && f[2].ends_with(&id),
+            "{line} vs {}",
+            d.display()
+        );
+    }
+    let pids = dir(&paths, "pids");
+    assert_eq!(read(&pids, "pids.current"), "2");
+    // The limit of 2 holds for exec'd processes too: a third is refused.
+    let out = ctx.capsa(&["exec", &id, "sh", "-c", "sleep 1 & wait"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let all = all_dirs(&paths);
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+    assert_gone(&all);
+}
+
 #[test]
 fn the_container_sees_its_own_cgroup_and_limits() {
     if !v1_host() {

@@ -501,15 +501,23 @@ fn v2_backend_on_the_real_cgroup2_mount() {
     let mut m = V2::new(rec, Some(mount.clone()));
     let pid_of = |c: &std::process::Child| c.id() as i32;
 
-    // setup: directories, controllers from the root down, limits; then a
-    // process moved in.
-    let sleeper = std::process::Command::new("sleep")
-        .arg("100")
-        .spawn()
-        .unwrap();
+    // prepare: directories, controllers from the root down, limits; then a
+    // process joins by itself through the files it returns (as the init
+    // does when clone3 cannot put it there).
+    let join = cgroups::prepare(&mut m).unwrap();
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("100");
+    // SAFETY: the closure only writes to fds opened before the fork (the
+    // error path, which formats a message, never runs in this test).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            join.join_self(capsa::sys::Born::WithParent)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        });
+    }
+    let sleeper = cmd.spawn().unwrap();
     let pid = pid_of(&sleeper);
     guard.children.push(sleeper);
-    cgroups::setup(&mut m, pid).unwrap();
     assert_eq!(m.record().created, [base.clone(), leaf.clone()]);
     assert_eq!(read(&leaf, "cgroup.max.descendants"), "1");
     if hugetlb {

@@ -4,13 +4,15 @@
 //! state, so later commands find the same directories whatever their own
 //! cgroup or flags.
 //!
-//! `create` makes the directories, applies `linux.resources` and moves the
-//! init in before it runs any of the container's setup; `update` merges new
-//! resources in and applies them again (device rules excepted, as in runc);
-//! `delete` removes every directory create made.
+//! `create` makes the directories and applies `linux.resources` before the
+//! init exists, which joins them before it runs any of the container's
+//! setup; `update` merges new resources in and applies them again (device
+//! rules excepted, as in runc); `delete` removes every directory create
+//! made.
 
 pub mod devices;
 pub mod ebpf;
+pub mod join;
 pub mod mounts;
 pub mod oom;
 pub mod path;
@@ -112,8 +114,6 @@ pub trait Manager {
     /// Applies resources; an unset field is left alone, a set one the host
     /// cannot honour is an error naming it.
     fn set(&self, r: &LinuxResources, f: &Fields) -> Result<()>;
-    /// Moves a process in.
-    fn add_pid(&self, pid: i32) -> Result<()>;
     /// The directory whose `cgroup.procs` (with its children's) lists the
     /// container's processes.
     fn procs_dir(&self) -> Option<&Path>;
@@ -200,14 +200,15 @@ pub fn open(rec: &Record) -> Box<dyn Manager> {
     }
 }
 
-/// Everything `create` does to the cgroup of the new init `pid`, before the
-/// init may go on: directories, limits, then the move.
-pub fn setup(m: &mut dyn Manager, pid: i32) -> Result<()> {
+/// Everything `create` does to the container's cgroups before its init
+/// exists: the directories and their limits; then the files through which
+/// the init joins them (see [`join`]) as the first thing it does.
+pub fn prepare(m: &mut dyn Manager) -> Result<join::Join> {
     m.create()?;
     if let Some(r) = m.record().resources.clone() {
         m.set(&r, &Fields::config())?;
     }
-    m.add_pid(pid)
+    join::Join::open(m.record())
 }
 
 /// `blockIO`'s four throttle lists: each with its field name, its v1 file

@@ -519,18 +519,6 @@ impl Manager for V1 {
         Ok(())
     }
 
-    fn add_pid(&self, pid: i32) -> Result<()> {
-        for dir in self.rec.dirs() {
-            write(
-                dir,
-                "cgroup.procs",
-                &pid.to_string(),
-                &format!("cgroup {}", dir.display()),
-            )?;
-        }
-        Ok(())
-    }
-
     fn procs_dir(&self) -> Option<&Path> {
         [
             "pids",

@@ -380,16 +380,6 @@ impl Manager for V2 {
         Ok(())
     }
 
-    fn add_pid(&self, pid: i32) -> Result<()> {
-        let dir = self.dir();
-        write(
-            dir,
-            "cgroup.procs",
-            &pid.to_string(),
-            &format!("cgroup {}", dir.display()),
-        )
-    }
-
     fn procs_dir(&self) -> Option<&Path> {
         Some(self.dir())
     }

@@ -93,41 +93,52 @@ pub fn start(
         (None, false) => (None, None),
     };
     let (parent, child) = sync::pair()?;
+    // The process joins the container's cgroups itself, first thing (see
+    // cgroups::join).
+    let join = match &opts.cgroup {
+        Some(rec) => Some(crate::cgroups::join::Join::open(rec)?),
+        None => None,
+    };
     for (t, fd) in &nss {
         if *t == LinuxNamespaceType::Pid {
             setns(fd, CloneFlags::CLONE_NEWPID).ctx(|| "join the container's pid namespace")?;
         }
     }
-    let pid = match crate::sys::clone_into_namespaces(0).ctx(|| "clone exec process")? {
-        None => {
+    let cloned = crate::sys::clone_into_cgroup(0, join.as_ref().and_then(|j| j.cgroup_fd()))
+        .ctx(|| "clone exec process")?;
+    let pid = match cloned {
+        (None, born) => {
             drop(parent);
             let _ = opts.sigmask.thread_set_mask();
             init::protect_binary();
-            let msg = match child_setup(
-                &nss,
-                process,
-                console_child.as_ref(),
-                opts.preserve_fds,
-                &child,
-                seccomp,
-            ) {
+            let joined = match join.map(|j| j.join_self(born)) {
+                Some(Err(e)) => Err(e),
+                _ => Ok(()),
+            };
+            let msg = match joined.and_then(|()| {
+                child_setup(
+                    &nss,
+                    process,
+                    console_child.as_ref(),
+                    opts.preserve_fds,
+                    &child,
+                    seccomp,
+                )
+            }) {
                 Ok(exec) => init::exec(&exec, Some(&child)),
                 Err(e) => e.to_string(),
             };
             let _ = child.send(&Msg::Fail(msg));
             std::process::exit(127);
         }
-        Some(pid) => pid,
+        (Some(pid), _) => pid,
     };
+    drop(join);
     drop(child);
     drop(console_child);
     drop(nss);
     let result = (|| {
         crate::fault::point("exec:cloned");
-        if let Some(rec) = &opts.cgroup {
-            crate::cgroups::open(rec).add_pid(pid.as_raw())?;
-        }
-        crate::fault::point("exec:joined");
         parent.send(&Msg::Continue)?;
         loop {
             match parent.recv_with_fd()? {
@@ -159,6 +170,7 @@ pub fn start(
         };
         Ok(Started { pid, pty_master })
     })();
+    let result = result.map_err(|e| parent.pending_fail().map(Error::Msg).unwrap_or(e));
     if result.is_err() {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);

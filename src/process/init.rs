@@ -38,6 +38,9 @@ pub struct Init<'a> {
     pub exec_listener: OwnedFd,
     /// The signal mask the caller had before capsa blocked signals.
     pub sigmask: SigSet,
+    /// The container's cgroups, joined first thing, and whether clone3
+    /// already put us in the cgroup2 one.
+    pub cgroup: Option<(crate::cgroups::join::Join, crate::sys::Born)>,
 }
 
 /// The user process, ready to be exec'd.
@@ -78,8 +81,16 @@ fn install_seccomp(f: &crate::seccomp::Prepared, chan: &Channel) -> Result<()> {
 }
 
 /// Runs the init; never returns.
-pub fn run(init: Init<'_>) -> ! {
+pub fn run(mut init: Init<'_>) -> ! {
     let _ = init.sigmask.thread_set_mask();
+    // Into the container's cgroups, under its limits, before anything of
+    // the container's; the files are closed right after.
+    if let Some((join, born)) = init.cgroup.take()
+        && let Err(e) = join.join_self(born)
+    {
+        let _ = init.chan.send(&Msg::Fail(e.to_string()));
+        std::process::exit(1);
+    }
     let exec = match setup(&init) {
         Ok(e) => e,
         Err(e) => {
@@ -119,7 +130,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     // which it may open only while we are dumpable. Until Continue we are
     // alone in new namespaces, out of any container process's reach.
     protect_binary();
-    crate::logging::phase("init: cgroups joined");
+    crate::logging::phase("init: cgroups joined, go-ahead received");
     init.ns.join_rest(&init.ns_fds)?;
     crate::logging::phase("init: namespaces");
     if !init.no_new_keyring

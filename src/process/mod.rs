@@ -114,6 +114,13 @@ pub fn create(
     st.cgroup = Some(cgroups::with_planned_dirs(cgroup.record()));
     locked.save(st)?;
     crate::fault::point("create:state");
+    // The cgroups exist, with their limits, before the init does: it joins
+    // them first thing (see cgroups::join). On failure from here on, the
+    // caller removes them (the state records them as planned).
+    let join = prepare_cgroup(cgroup.as_mut())?;
+    let joins = join.is_some();
+    crate::fault::point("create:cgroups");
+    crate::logging::phase("cgroups");
     let ns_fds = plan.open()?;
     let (console_child, console_parent) = console(bundle, opts)?;
     let listener = exec_listener(locked)?;
@@ -124,14 +131,15 @@ pub fn create(
     crate::logging::phase("prepare");
     let own_comm = nix::sys::prctl::get_name().ok();
     let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(INIT_COMM).expect("no NUL"));
-    let cloned = crate::sys::clone_into_namespaces(flags).ctx(|| "clone container init");
-    if let Ok(Some(_)) | Err(_) = cloned
+    let cloned = crate::sys::clone_into_cgroup(flags, join.as_ref().and_then(|j| j.cgroup_fd()))
+        .ctx(|| "clone container init");
+    if let Ok((Some(_), _)) | Err(_) = cloned
         && let Some(c) = &own_comm
     {
         let _ = nix::sys::prctl::set_name(c);
     }
     let pid = match cloned? {
-        None => {
+        (None, born) => {
             drop(parent);
             locked.release_in_child();
             init::run(init::Init {
@@ -148,25 +156,22 @@ pub fn create(
                 chan: child,
                 exec_listener: listener,
                 sigmask: opts.sigmask,
+                cgroup: join.map(|j| (j, born)),
             })
         }
-        Some(pid) => pid,
+        (Some(pid), _) => pid,
     };
+    drop(join);
     drop(child);
     drop(listener);
     drop(ns_fds);
     drop(console_child);
-    // The init waits for Continue: it joins its cgroup, under its limits,
-    // before it does anything of the container's.
     crate::logging::phase("clone");
+    let cg = joins.then(|| cgroup.record().clone());
     let result = record_init(locked, st, pid)
         .and_then(|()| {
             crate::fault::point("create:cloned");
-            setup_cgroup(cgroup.as_mut(), pid.as_raw())
-        })
-        .and_then(|cg| {
-            crate::fault::point("create:cgroups");
-            finish_create(bundle, locked, opts, pid, &parent, cg, &plan, st)
+            finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
         })
         .and_then(|state| {
             let pty_master = match &console_parent {
@@ -174,7 +179,10 @@ pub fn create(
                 None => None,
             };
             Ok(Created { state, pty_master })
-        });
+        })
+        // The init's own report, when it failed first (say, joining its
+        // cgroups) and our talking to it failed because of that.
+        .map_err(|e| parent.pending_fail().map(Error::Msg).unwrap_or(e));
     if result.is_err() {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -183,14 +191,15 @@ pub fn create(
     result
 }
 
-/// The cgroup setup of `create`. Without root (rootless), a hierarchy the
-/// caller may not write is skipped with a warning, as runc does: the
-/// container runs without limits and without a cgroup of its own (pause,
-/// ps and update then say so); where the hierarchy is delegated to the
-/// caller, the cgroup is made and the limits applied.
-fn setup_cgroup(m: &mut dyn cgroups::Manager, pid: i32) -> Result<Option<&cgroups::Record>> {
-    match cgroups::setup(m, pid) {
-        Ok(()) => Ok(Some(m.record())),
+/// The cgroup setup of `create`: directories and limits, and the files the
+/// init joins them through. Without root (rootless), a hierarchy the caller
+/// may not write is skipped with a warning, as runc does: the container
+/// runs without limits and without a cgroup of its own (pause, ps and
+/// update then say so; the state records no cgroup); where the hierarchy is
+/// delegated to the caller, the cgroup is made and the limits applied.
+fn prepare_cgroup(m: &mut dyn cgroups::Manager) -> Result<Option<cgroups::join::Join>> {
+    match cgroups::prepare(m) {
+        Ok(j) => Ok(Some(j)),
         Err(e) if !nix::unistd::geteuid().is_root() => {
             let _ = cgroups::destroy(m.record());
             if m.record().resources.is_some() {

@@ -144,6 +144,23 @@ impl Channel {
         Ok(Some((msg, fd)))
     }
 
+    /// A failure the peer reported before it went away, if one is waiting
+    /// (never blocks): the cause to show when talking to it failed.
+    pub fn pending_fail(&self) -> Option<String> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(n) if n > 0 && buf[0] == b'E' => {
+                    return Some(String::from_utf8_lossy(&buf[1..n]).into_owned());
+                }
+                // Skip anything sent before the failure.
+                Ok(n) if n > 0 => continue,
+                _ => return None,
+            }
+        }
+    }
+
     /// Receives and insists on `want`; a failure message becomes the error.
     pub fn expect(&self, want: Msg, peer_gone: &str) -> Result<()> {
         match self.recv()? {
