@@ -379,13 +379,17 @@ impl Runtime {
         }
         // Stopped too: the init of a create killed half-way may still be
         // around (and is only killed if it is still the recorded one).
+        crate::logging::phase("delete: state loaded");
         self.kill_and_wait(&st)?;
         crate::fault::point("delete:killed");
+        crate::logging::phase("delete: init gone");
         if let Some(rec) = &st.cgroup {
             cgroups::kill_and_destroy(rec)?;
         }
         crate::fault::point("delete:cgroups");
+        crate::logging::phase("delete: cgroups removed");
         locked.remove()?;
+        crate::logging::phase("delete: state removed");
         if let Ok(spec) = stored_spec(&st) {
             hooks::run(
                 spec.hooks().as_ref(),

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::logging;
 use crate::sys::PidFd;
 use oci_spec::runtime::{Hook, Hooks};
+use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -59,9 +60,31 @@ pub fn of(hooks: Option<&Hooks>, kind: Kind) -> &[Hook] {
 /// failing fatal hook stops the rest and is returned as the error; a
 /// failing non-fatal one is logged as a warning and the rest still run.
 pub fn run(hooks: Option<&Hooks>, kind: Kind, state: &serde_json::Value) -> Result<()> {
+    run_with(hooks, kind, state, None)
+}
+
+/// [`run`] for the hooks a container's init runs in the container's
+/// namespaces (createContainer, startContainer): each is exec'd through
+/// the sealed stub, like the container's own process, so a hook file the
+/// image controls cannot make the kernel run capsa there (see
+/// [`crate::exec_stub`]).
+pub fn run_in_container(
+    hooks: Option<&Hooks>,
+    kind: Kind,
+    state: &serde_json::Value,
+) -> Result<()> {
+    run_with(hooks, kind, state, crate::exec_stub::get())
+}
+
+fn run_with(
+    hooks: Option<&Hooks>,
+    kind: Kind,
+    state: &serde_json::Value,
+    stub: Option<&crate::exec_stub::Stub>,
+) -> Result<()> {
     let input = state.to_string();
     for (i, hook) in of(hooks, kind).iter().enumerate() {
-        if let Err(e) = run_one(hook, &input) {
+        if let Err(e) = run_one(hook, &input, stub) {
             let msg = format!(
                 "hooks.{}[{i}] ({}): {e}",
                 kind.name(),
@@ -76,7 +99,11 @@ pub fn run(hooks: Option<&Hooks>, kind: Kind, state: &serde_json::Value) -> Resu
     Ok(())
 }
 
-fn run_one(hook: &Hook, input: &str) -> std::result::Result<(), String> {
+fn run_one(
+    hook: &Hook,
+    input: &str,
+    stub: Option<&crate::exec_stub::Stub>,
+) -> std::result::Result<(), String> {
     let args = hook.args().clone().unwrap_or_default();
     let mut cmd = Command::new(hook.path());
     if let Some(a0) = args.first() {
@@ -87,6 +114,27 @@ fn run_one(hook: &Hook, input: &str) -> std::result::Result<(), String> {
     for kv in hook.env().iter().flatten() {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);
+        }
+    }
+    if let Some(stub) = stub {
+        let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
+        let path = cstr(&hook.path().to_string_lossy())?;
+        let argv = args
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let env = hook
+            .env()
+            .iter()
+            .flatten()
+            .map(|e| cstr(e))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let launch = stub.launch(&path, &argv, &env);
+        // SAFETY: Launch::exec only makes system calls. It replaces the
+        // forked child once its stdin is set up; std's spawn reads the exec
+        // through its close-on-exec pipe as usual.
+        unsafe {
+            cmd.pre_exec(move || Err(std::io::Error::from_raw_os_error(launch.exec() as i32)));
         }
     }
     cmd.stdin(Stdio::piped());

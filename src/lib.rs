@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod exec_stub;
 pub mod fault;
 pub mod features;
 pub mod foreground;

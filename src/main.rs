@@ -408,9 +408,12 @@ fn main() {
         LogFormat::Json => Format::Json,
     };
     logging::init(cli.log.as_deref(), format, cli.debug);
-    // CVE-2019-5736: run from a sealed copy of the binary; only the
-    // commands that start container processes pay for it.
+    // CVE-2019-5736: container processes exec through the sealed stub
+    // (src/exec_stub.rs); where there can be none, capsa re-executes from a
+    // sealed copy of its binary. Only the commands that start container
+    // processes do either.
     if let Some(Command::Create(_) | Command::Run { .. } | Command::Exec(_)) = &cli.command
+        && !(capsa::exec_stub::wanted() && capsa::exec_stub::install().is_ok())
         && let Err(e) = capsa::sealed_exe::ensure()
     {
         logging::error(&e.to_string());

@@ -130,22 +130,91 @@ fn md5(path: &std::path::Path) -> String {
     stdout(&out).split_whitespace().next().unwrap().to_string()
 }
 
-/// CVE-2019-5736: a `#!/proc/self/exe` entrypoint makes the kernel run the
-/// runtime's binary in the container (the interpreter is resolved while the
-/// process is still the runtime); another container process keeps
-/// `/proc/PID/exe` open and, once that process is gone, writes through it.
-/// The attack runs against a private copy of capsa, which nothing else
-/// executes, so a write cannot fail with ETXTBSY by chance.
+/// CVE-2019-5736: a `#!/proc/self/exe` entrypoint would make the kernel
+/// run the runtime's binary in the container (the interpreter is resolved
+/// while the process is still the runtime). capsa makes that last exec
+/// through its sealed stub, so the interpreter the kernel finds is the stub,
+/// which execs its first argument with the rest: a script `/attack/sh` of
+/// `#!/proc/self/exe /bin/busybox` turns into busybox's shell (whose $0 is
+/// the script), where capsa's binary would have refused `/bin/busybox` as
+/// an unknown command. Checked for the
+/// init's exec, for `capsa exec`, and for a startContainer hook, which the
+/// init runs inside the container.
 #[test]
-fn a_proc_self_exe_entrypoint_cannot_overwrite_the_capsa_binary() {
-    // capsa runs from a private read-only overlayfs...
-    let text = proc_self_exe_attack(None);
+fn a_proc_self_exe_interpreter_is_the_sealed_stub_not_capsa() {
+    let ctx = Ctx::new("selfexe-stub");
+    let rootfs = ctx.bundle.join("rootfs");
+    let script = |name: &str, text: &str| {
+        std::fs::write(rootfs.join(name), text).unwrap();
+        std::fs::set_permissions(
+            rootfs.join(name),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    };
+    // busybox picks its applet by argv[0], which is the script's path: the
+    // scripts are named after the applets they turn into.
+    std::fs::create_dir(rootfs.join("attack")).unwrap();
+    script("attack/sh", "#!/proc/self/exe /bin/busybox\n");
+    // A hook runs with the state on stdin: echo ignores it and succeeds.
+    script("attack/echo", "#!/proc/self/exe /bin/busybox\n");
+    let capsa_md5 = md5(std::path::Path::new(CAPSA));
+    let commands = b"readlink /proc/self/exe; echo $0; \
+                     md5sum /proc/self/exe | cut -d' ' -f1\n";
+    let run_with_stdin = |args: &[&str]| -> String {
+        let mut c = ctx.cmd(args);
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(commands).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_ok(&out);
+        stdout(&out)
+    };
+    let mut c = ctx.default_config();
+    c["process"]["args"] = json!(["/attack/sh"]);
+    c["hooks"] = json!({"startContainer": [{"path": "/attack/echo"}]});
+    ctx.write_config(&c);
+    let busybox_md5 = md5(&rootfs.join("bin/busybox"));
+    let want = format!("/bin/busybox\n/attack/sh\n{busybox_md5}\n");
+    assert_ne!(busybox_md5, capsa_md5);
+
+    // The init's exec (and its startContainer hook: the run would fail
+    // with the hook's exit status otherwise).
+    let id = ctx.id("run");
+    let text = run_with_stdin(&["run", "--bundle", ctx.bundle_str(), &id]);
+    // The hook's echo printed the empty line first.
+    assert_eq!(text, format!("\n{want}"));
+
+    // capsa exec.
+    let mut c = ctx.sh_config("sleep 1000");
+    c["root"]["readonly"] = false.into();
+    ctx.write_config(&c);
+    let id = ctx.id("exec");
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let text = run_with_stdin(&["exec", &id, "/attack/sh"]);
+    assert_eq!(text, want);
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+}
+
+/// The same attack against capsa's fallback, for hosts where the stub
+/// cannot run (no executable memfds): capsa re-executes itself from a
+/// private read-only overlayfs, so the kernel does run capsa in the
+/// container. Another container process keeps `/proc/PID/exe` open, kills
+/// it and writes through `/proc/self/fd/N`: the write fails. The attack
+/// runs against a private copy of capsa, which nothing else executes, so a
+/// write cannot fail with ETXTBSY by chance.
+#[test]
+fn a_proc_self_exe_entrypoint_cannot_overwrite_the_capsa_binary_overlay() {
+    let text = proc_self_exe_attack(Some("overlay"));
     assert!(text.contains("Read-only file system"), "{text}");
 }
 
 #[test]
 fn a_proc_self_exe_entrypoint_cannot_overwrite_the_capsa_binary_memfd() {
-    // ...or, where there is none, from a sealed memfd.
+    // ...or, where there is no overlayfs either, from a sealed memfd.
     let text = proc_self_exe_attack(Some("memfd"));
     assert!(text.contains("Operation not permitted"), "{text}");
 }

@@ -104,6 +104,9 @@ pub fn start(
             setns(fd, CloneFlags::CLONE_NEWPID).ctx(|| "join the container's pid namespace")?;
         }
     }
+    // Born non-dumpable: it is visible in the container's PID namespace
+    // from the clone on.
+    init::protect_binary();
     let cloned = crate::sys::clone_into_cgroup(0, join.as_ref().and_then(|j| j.cgroup_fd()))
         .ctx(|| "clone exec process")?;
     let pid = match cloned {

@@ -188,7 +188,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     }
     if !hooks::of(hooks, Kind::CreateContainer).is_empty() {
         let state = hook_state(init.id, init.bundle, spec, "created");
-        hooks::run(hooks, Kind::CreateContainer, &state)?;
+        hooks::run_in_container(hooks, Kind::CreateContainer, &state)?;
     }
     if own_mntns {
         rootfs.pivot(init.no_pivot)?;
@@ -542,7 +542,10 @@ pub fn exec(e: &Exec, chan: Option<&Channel>) -> String {
             return err.to_string();
         }
     }
-    let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
+    let err = match crate::exec_stub::get() {
+        Some(stub) => stub.launch(&e.path, &e.args, &e.env).exec(),
+        None => nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err(),
+    };
     format!("exec {:?}: {}", e.path, crate::error::errno_text(err))
 }
 
@@ -552,6 +555,8 @@ pub fn exec(e: &Exec, chan: Option<&Channel>) -> String {
 /// (that needs CAP_SYS_PTRACE in capsa's own user namespace), which closes
 /// the way to overwrite the host's binary (CVE-2019-5736) for containers
 /// without that capability. The flag resets when the user process is exec'd.
+/// Called in the parent before it clones, so the child is born with it
+/// (and again in the child: the rootless init turns it on late).
 pub fn protect_binary() {
     let _ = nix::sys::prctl::set_dumpable(false);
 }
@@ -607,7 +612,7 @@ fn wait_for_start_and_exec(
     let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) };
     let hooks = spec.hooks().as_ref();
     let msg = if !hooks::of(hooks, Kind::StartContainer).is_empty()
-        && let Err(e) = hooks::run(hooks, Kind::StartContainer, state)
+        && let Err(e) = hooks::run_in_container(hooks, Kind::StartContainer, state)
     {
         e.to_string()
     } else {

@@ -128,6 +128,12 @@ pub fn create(
     plan.join_pid(&ns_fds)?;
 
     let flags = plan.clone_flags.bits();
+    // The init is born non-dumpable (visible from the clone on in a PID
+    // namespace it joins), except without root, where we must write its id
+    // maps first (see init::setup).
+    if nix::unistd::geteuid().is_root() {
+        init::protect_binary();
+    }
     crate::logging::phase("prepare");
     let own_comm = nix::sys::prctl::get_name().ok();
     let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(INIT_COMM).expect("no NUL"));
