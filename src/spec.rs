@@ -50,7 +50,7 @@ pub fn parse(raw: &serde_json::Value) -> Result<Spec> {
     })
 }
 
-fn field_err(field: impl std::fmt::Display, msg: impl std::fmt::Display) -> Error {
+pub(crate) fn field_err(field: impl std::fmt::Display, msg: impl std::fmt::Display) -> Error {
     Error::msg(format!("{CONFIG}: {field}: {msg}"))
 }
 
@@ -149,6 +149,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     }
     let has = |t: LinuxNamespaceType| ns_types.contains(&t);
     check_id_mappings(spec, has(LinuxNamespaceType::User))?;
+    crate::rootfs::idmap::validate(spec, has(LinuxNamespaceType::User))?;
     check_time_offsets(spec)?;
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(field_err(
