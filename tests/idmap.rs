@@ -121,7 +121,7 @@ fn owners_through_the_mount_without_a_user_namespace() {
     make_owned(&root_dir.join("g"), 0, 0, true);
 
     let mut c = ctx.sh_config(
-        "stat -c '%n %u:%g' /u /u/f /r/g /plain/f; \
+        "stat -c '%n %u:%g' /u /u/f /file /r/g /plain/f; \
          touch /u/by-root; stat -c '%n %u:%g' /u/by-root; \
          touch /r/by-root 2>/dev/null || echo 'root is unmapped in /r'",
     );
@@ -137,6 +137,11 @@ fn owners_through_the_mount_without_a_user_namespace() {
         bind(&root_dir, "/r", &["bind", "idmap"], Some(map(0, 1000, 1))),
     );
     push_mount(&mut c, bind(&user_dir, "/plain", &["bind"], None));
+    // A single file, with the same mappings as /u.
+    let mut file = bind(&user_dir.join("f"), "/file", &["bind", "idmap"], None);
+    file["uidMappings"] = map(1000, 0, 1);
+    file["gidMappings"] = map(1000, 0, 2);
+    push_mount(&mut c, file);
     ctx.write_config(&c);
     let id = ctx.id("c");
     let out = capsa_marked(&ctx, &["run", "--bundle", ctx.bundle_str(), &id]);
@@ -145,6 +150,7 @@ fn owners_through_the_mount_without_a_user_namespace() {
         &[
             "/u 0:0",
             "/u/f 0:1",
+            "/file 0:1",
             "/r/g 1000:1000",
             "/plain/f 1000:1001",
             "/u/by-root 0:0",
