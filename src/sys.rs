@@ -249,9 +249,9 @@ pub fn join_session_keyring(name: &str) -> Result<(), Errno> {
 }
 
 /// `open_tree(OPEN_TREE_CLONE)`: a detached copy of the mount at `path`
-/// (of its whole tree with `recursive`), in a new anonymous mount namespace
-/// owned by the caller's. Nothing is attached anywhere; closing the fd
-/// dissolves it.
+/// (of its whole tree with `recursive`, mount flags and kernel locks kept),
+/// in a new anonymous mount namespace owned by the user namespace that owns
+/// the caller's. Nothing is attached anywhere; closing the fd dissolves it.
 pub fn open_tree_clone(path: &std::path::Path, recursive: bool) -> Result<OwnedFd, Errno> {
     let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;

@@ -20,7 +20,7 @@ use common::*;
 use residue::*;
 use serde_json::{Value, json};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The container's user namespace, when a test gives it one: 0-65535
@@ -109,16 +109,22 @@ fn assert_lines(out: &Output, want: &[&str]) {
     assert_eq!(got, want, "stderr: {}", stderr(out));
 }
 
-#[test]
-fn owners_through_the_mount_without_a_user_namespace() {
-    let ctx = Ctx::new("idmap-nouserns");
-    // A host directory of uid 1000, and one of root's.
+/// A host directory of uid 1000 (with `f`, of 1000:`f_gid`) and one of
+/// root's (with `g`).
+fn host_dirs(ctx: &Ctx, f_gid: u32) -> (PathBuf, PathBuf) {
     let user_dir = ctx.dir.join("user");
     make_owned(&user_dir, 1000, 1000, false);
-    make_owned(&user_dir.join("f"), 1000, 1001, true);
+    make_owned(&user_dir.join("f"), 1000, f_gid, true);
     let root_dir = ctx.dir.join("rootowned");
     make_owned(&root_dir, 0, 0, false);
     make_owned(&root_dir.join("g"), 0, 0, true);
+    (user_dir, root_dir)
+}
+
+#[test]
+fn owners_through_the_mount_without_a_user_namespace() {
+    let ctx = Ctx::new("idmap-nouserns");
+    let (user_dir, root_dir) = host_dirs(&ctx, 1001);
 
     let mut c = ctx.sh_config(
         "stat -c '%n %u:%g' /u /u/f /file /r/g /plain/f; \
@@ -166,12 +172,7 @@ fn owners_through_the_mount_without_a_user_namespace() {
 #[test]
 fn owners_through_the_mount_with_a_user_namespace() {
     let ctx = Ctx::new("idmap-userns");
-    let user_dir = ctx.dir.join("user");
-    make_owned(&user_dir, 1000, 1000, false);
-    make_owned(&user_dir.join("f"), 1000, 1000, true);
-    let root_dir = ctx.dir.join("rootowned");
-    make_owned(&root_dir, 0, 0, false);
-    make_owned(&root_dir.join("g"), 0, 0, true);
+    let (user_dir, root_dir) = host_dirs(&ctx, 1000);
 
     let mut c = ctx.sh_config(
         "id -u; stat -c '%n %u:%g' /u /u/f /r/g /same/g /plain/g; \
