@@ -19,6 +19,7 @@ pub fn document() -> serde_json::Value {
         "diratime",
         "dirsync",
         "exec",
+        "idmap",
         "iversion",
         "lazytime",
         "loud",
@@ -37,6 +38,7 @@ pub fn document() -> serde_json::Value {
         "rbind",
         "relatime",
         "remount",
+        "ridmap",
         "ro",
         "rprivate",
         "rshared",
@@ -85,7 +87,8 @@ pub fn document() -> serde_json::Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            // uidMappings/gidMappings of bind mounts (src/rootfs/idmap.rs).
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "org.opencontainers.runtime-spec.version": OCI_VERSION,

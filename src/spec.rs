@@ -50,7 +50,7 @@ pub fn parse(raw: &serde_json::Value) -> Result<Spec> {
     })
 }
 
-fn field_err(field: impl std::fmt::Display, msg: impl std::fmt::Display) -> Error {
+pub(crate) fn field_err(field: impl std::fmt::Display, msg: impl std::fmt::Display) -> Error {
     Error::msg(format!("{CONFIG}: {field}: {msg}"))
 }
 
@@ -149,6 +149,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     }
     let has = |t: LinuxNamespaceType| ns_types.contains(&t);
     check_id_mappings(spec, has(LinuxNamespaceType::User))?;
+    crate::rootfs::idmap::validate(spec, has(LinuxNamespaceType::User))?;
     check_time_offsets(spec)?;
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(field_err(
@@ -281,30 +282,48 @@ fn check_id_mappings(spec: &Spec, userns: bool) -> Result<()> {
                 "mappings cannot be applied to a joined user namespace",
             ));
         }
-        for (i, m) in maps.iter().enumerate() {
-            if m.size() == 0 {
-                return Err(field_err(format!("{field}[{i}].size"), "must not be 0"));
-            }
-            let end = |start: u32| start as u64 + m.size() as u64;
-            if end(m.container_id()) > u32::MAX as u64 + 1 || end(m.host_id()) > u32::MAX as u64 + 1
+        check_map_list(field, maps)?;
+    }
+    Ok(())
+}
+
+/// The most ranges a uid_map or gid_map takes (Linux 4.15 and later).
+pub const MAX_ID_RANGES: usize = 340;
+
+/// One list of id mappings (`linux.uidMappings`, `mounts[3].gidMappings`,
+/// ...): at most [`MAX_ID_RANGES`] ranges, none empty, none past the
+/// 32-bit ids, none overlapping another on either side.
+pub fn check_map_list(field: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
+    if maps.len() > MAX_ID_RANGES {
+        return Err(field_err(
+            field,
+            format!(
+                "{} ranges; the kernel takes at most {MAX_ID_RANGES}",
+                maps.len()
+            ),
+        ));
+    }
+    for (i, m) in maps.iter().enumerate() {
+        if m.size() == 0 {
+            return Err(field_err(format!("{field}[{i}].size"), "must not be 0"));
+        }
+        let end = |start: u32| start as u64 + m.size() as u64;
+        if end(m.container_id()) > u32::MAX as u64 + 1 || end(m.host_id()) > u32::MAX as u64 + 1 {
+            return Err(field_err(
+                format!("{field}[{i}]"),
+                "range overflows 32-bit ids",
+            ));
+        }
+        for (j, o) in maps.iter().enumerate().take(i) {
+            let overlap =
+                |a: u32, b: u32, bs: u32| (a as u64) < b as u64 + bs as u64 && (b as u64) < end(a);
+            if overlap(m.container_id(), o.container_id(), o.size())
+                || overlap(m.host_id(), o.host_id(), o.size())
             {
                 return Err(field_err(
                     format!("{field}[{i}]"),
-                    "range overflows 32-bit ids",
+                    format!("overlaps {field}[{j}]"),
                 ));
-            }
-            for (j, o) in maps.iter().enumerate().take(i) {
-                let overlap = |a: u32, b: u32, bs: u32| {
-                    (a as u64) < b as u64 + bs as u64 && (b as u64) < end(a)
-                };
-                if overlap(m.container_id(), o.container_id(), o.size())
-                    || overlap(m.host_id(), o.host_id(), o.size())
-                {
-                    return Err(field_err(
-                        format!("{field}[{i}]"),
-                        format!("overlaps {field}[{j}]"),
-                    ));
-                }
             }
         }
     }

@@ -3,6 +3,9 @@
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 /// Forks the calling process into new namespaces (`clone` without a new
 /// stack, so the child continues on a copy-on-write copy of this stack, the
@@ -10,9 +13,10 @@ use nix::unistd::Pid;
 ///
 /// Returns `Some(child pid)` in the parent and `None` in the child.
 ///
-/// Safety of the call: capsa is single-threaded when it clones (no thread
-/// is ever spawned before), so the child inherits no lock held by another
-/// thread and may keep using the allocator and std as after `fork`.
+/// Safety of the call: capsa is single-threaded when it clones (the only
+/// thread it ever spawns, to make an idmapped mount, is joined before it
+/// clones again), so the child inherits no lock held by another thread and
+/// may keep using the allocator and std as after `fork`.
 pub fn clone_into_namespaces(ns_flags: libc::c_int) -> Result<Option<Pid>, Errno> {
     let flags = (ns_flags | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: raw clone with a null stack pointer behaves like fork; see the
@@ -113,6 +117,13 @@ pub fn clone_into_cgroup(
             e => Err(e),
         },
     }
+}
+
+/// Ends this process at once (`_exit`): no destructors, atexit handlers or
+/// stdio flushes, for a clone of capsa that must run none of its parent's.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process; it reads and writes no memory of ours.
+    unsafe { libc::_exit(code) }
 }
 
 /// Marks every fd from `first` up as close-on-exec.
@@ -316,6 +327,102 @@ pub fn join_session_keyring(name: &str) -> Result<(), Errno> {
     // SAFETY: keyctl reads the NUL-terminated name for the call only.
     let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     Errno::result(r).map(drop)
+}
+
+/// `open_tree(OPEN_TREE_CLONE)`: a detached copy of the mount at `path`
+/// (of its whole tree with `recursive`, mount flags and kernel locks kept),
+/// in a new anonymous mount namespace owned by the user namespace that owns
+/// the caller's. Nothing is attached anywhere; closing the fd dissolves it.
+pub fn open_tree_clone(path: &std::path::Path, recursive: bool) -> Result<OwnedFd, Errno> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: open_tree reads the NUL-terminated path for the call only and
+    // returns a new fd, which we take ownership of.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let fd = Errno::result(r)? as RawFd;
+    // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `mount_setattr(MOUNT_ATTR_IDMAP)` on a detached mount: its files' owners
+/// are seen through the id mappings of the user namespace `userns` (of
+/// every mount of the tree with `recursive`).
+pub fn mount_setattr_idmap(
+    mnt: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> Result<(), Errno> {
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: an fd with an empty path (AT_EMPTY_PATH), and a pointer to a
+    // mount_attr of the size passed, alive for the call; the kernel only
+    // reads it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// `move_mount`: attaches the detached mount `mnt` (from `open_tree` or
+/// `fsmount`) on what `target` (an O_PATH fd) refers to.
+pub fn move_mount_onto(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: two fds with empty paths (the F_ and T_EMPTY_PATH flags);
+    // no memory but the static empty strings is passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// The id of the mount `path` is on (as in /proc/PID/mountinfo), from
+/// `statx(STATX_MNT_ID)`.
+pub fn mount_id(path: &std::path::Path) -> Result<u64, Errno> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: statx reads the NUL-terminated path and writes one struct
+    // statx into the buffer we own, both alive for the call.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            0,
+            libc::STATX_MNT_ID,
+            stx.as_mut_ptr(),
+        )
+    };
+    Errno::result(r)?;
+    // SAFETY: statx succeeded and filled the struct (it was zeroed before,
+    // so every field is initialised either way).
+    let stx = unsafe { stx.assume_init() };
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok(stx.stx_mnt_id)
 }
 
 #[cfg(test)]

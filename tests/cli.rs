@@ -86,12 +86,11 @@ fn features_document_is_honest_json() {
             .unwrap()
             .contains(&"CAP_SYS_ADMIN".into())
     );
-    assert!(
-        v["mountOptions"]
-            .as_array()
-            .unwrap()
-            .contains(&"rbind".into())
-    );
+    let opts = v["mountOptions"].as_array().unwrap();
+    for o in ["rbind", "idmap", "ridmap"] {
+        assert!(opts.contains(&o.into()), "{o} missing in {opts:?}");
+    }
+    assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
 }
 
 #[test]

@@ -254,4 +254,21 @@ fn rootless_spec_run_lifecycle_and_subordinate_ids() {
     assert!(user.state_entries().is_empty());
     let left = Command::new("pgrep").args(["-u", USER]).output().unwrap();
     assert_eq!(stdout(&left), "", "processes left behind");
+
+    // Idmapped mounts: the kernel lets only a user privileged over the
+    // source's filesystem make them; capsa refuses them up front.
+    config["linux"]["uidMappings"] = maps(user.uid);
+    let mounts = config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({
+        "destination": "/idmapped", "type": "bind", "source": data,
+        "options": ["rbind", "idmap"]
+    }));
+    let i = mounts.len() - 1;
+    write(&ctx, &config);
+    let out = user.capsa(&ctx.dir, &["run", "--bundle", bundle, "rl-idmap"]);
+    assert_fails_with(
+        &out,
+        &format!("config.json: mounts[{i}]: idmapped mounts need capsa to run as root"),
+    );
+    assert!(user.state_entries().is_empty());
 }

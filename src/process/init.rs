@@ -151,11 +151,13 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(|| format!("config.json: process.oomScoreAdj: write {adj}"))?;
     }
+    let idmapped = |i: usize| idmapped_mount(&init.chan, i);
     let rootfs = Rootfs {
         spec,
         bundle: init.bundle,
         rootfs: init.rootfs,
         cgroupns: init.ns.has(LinuxNamespaceType::Cgroup),
+        idmapped: &idmapped,
     };
     // Without a mount namespace of its own the container shares the
     // runtime's: capsa then changes no mounts (they would land on the host)
@@ -226,6 +228,21 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     }
     crate::logging::phase("init: seccomp, user, capabilities");
     Ok(exec)
+}
+
+/// Asks capsa for the idmapped mount of `mounts[index]` (only the host's
+/// root may make it) and receives it, detached. If capsa cannot make it,
+/// it reports the error itself and ends this init.
+fn idmapped_mount(chan: &Channel, index: usize) -> Result<OwnedFd> {
+    let index = u32::try_from(index).map_err(|_| Error::msg("too many mounts"))?;
+    chan.send(&Msg::IdmapMount(index))?;
+    match chan.recv_with_fd()? {
+        Some((Msg::IdmapMountFd, Some(fd))) => Ok(fd),
+        Some((m, _)) => Err(Error::msg(format!(
+            "sync socket: expected an idmapped mount, got {m:?}"
+        ))),
+        None => Err(Error::msg("capsa went away")),
+    }
 }
 
 /// The state a hook reads on stdin.

@@ -252,6 +252,13 @@ fn finish_create(
         namespaces::write_id_maps(&bundle.spec, pid)?;
     }
     chan.send(&Msg::Continue)?;
+    let mut idmapped = crate::rootfs::idmap::Builder::new(
+        &bundle.spec,
+        &bundle.dir,
+        pid,
+        plan.clone_flags
+            .contains(nix::sched::CloneFlags::CLONE_NEWUSER),
+    );
     loop {
         let (msg, fd) = match chan.recv_with_fd()? {
             Some((m, fd)) => (Some(m), fd),
@@ -283,6 +290,10 @@ fn finish_create(
                 let state = hook_state(&opts.id, bundle, pid, "creating");
                 crate::hooks::run(hooks, crate::hooks::Kind::CreateRuntime, &state)?;
                 chan.send(&Msg::HooksDone)?;
+            }
+            Some(Msg::IdmapMount(i)) => {
+                let tree = idmapped.build(i)?;
+                chan.send_with_fd(&Msg::IdmapMountFd, Some(std::os::fd::AsFd::as_fd(&tree)))?;
             }
             Some(Msg::Fail(m)) => return Err(Error::Msg(m)),
             Some(m) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),

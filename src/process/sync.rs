@@ -1,7 +1,8 @@
 //! The parent/child channel used while a container is being created: a
 //! SOCK_SEQPACKET pair, one message per send, so a message is never split
 //! and the death of either side shows up as end-of-file. A message may
-//! carry one file descriptor (SCM_RIGHTS): the seccomp listener.
+//! carry one file descriptor (SCM_RIGHTS): the seccomp listener, or an
+//! idmapped mount made by the parent.
 
 use crate::error::{Context, Error, Result};
 use nix::sys::socket::{
@@ -32,6 +33,12 @@ pub enum Msg {
     Seccomp,
     /// parent → child: the listener was delivered.
     SeccompDone,
+    /// child → parent: `mounts[N]` is idmapped; make it (the kernel lets
+    /// only the host's root do that) and send it.
+    IdmapMount(u32),
+    /// parent → child, with the detached idmapped mount asked for: attach
+    /// it at its destination.
+    IdmapMountFd,
 }
 
 pub struct Channel {
@@ -65,6 +72,8 @@ impl Channel {
             Msg::HooksDone => b"D".to_vec(),
             Msg::Seccomp => b"S".to_vec(),
             Msg::SeccompDone => b"s".to_vec(),
+            Msg::IdmapMount(i) => format!("I{i}").into_bytes(),
+            Msg::IdmapMountFd => b"i".to_vec(),
             Msg::Fail(m) => {
                 let mut v = b"E".to_vec();
                 // Keep within one datagram.
@@ -134,6 +143,14 @@ impl Channel {
             b'D' => Msg::HooksDone,
             b'S' => Msg::Seccomp,
             b's' => Msg::SeccompDone,
+            b'I' => match std::str::from_utf8(&buf[1..n])
+                .ok()
+                .and_then(|s| s.parse().ok())
+            {
+                Some(i) => Msg::IdmapMount(i),
+                None => return Err(Error::msg("sync socket: malformed idmapped mount request")),
+            },
+            b'i' => Msg::IdmapMountFd,
             b'E' => Msg::Fail(String::from_utf8_lossy(&buf[1..n]).into_owned()),
             other => {
                 return Err(Error::msg(format!(

@@ -4,6 +4,7 @@
 //! `pivot_root` and the final read-only remount of `/`.
 
 pub mod devices;
+pub mod idmap;
 pub mod mount_options;
 pub mod paths;
 
@@ -27,6 +28,9 @@ pub struct Rootfs<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub cgroupns: bool,
+    /// Gets the detached idmapped mount for `mounts[N]` (made by capsa on
+    /// the host side; see [`idmap`]).
+    pub idmapped: &'a dyn Fn(usize) -> Result<OwnedFd>,
 }
 
 impl Rootfs<'_> {
@@ -64,7 +68,7 @@ impl Rootfs<'_> {
             {
                 dev_bound = true;
             }
-            self.mount_one(root, m, &opts)
+            self.mount_one(root, i, m, &opts)
                 .map_err(|e| e.prefixed(format!("mounts[{i}] ({})", m.destination().display())))?;
         }
         if !dev_bound {
@@ -91,7 +95,13 @@ impl Rootfs<'_> {
         Ok(())
     }
 
-    fn mount_one(&self, root: BorrowedFd<'_>, m: &Mount, opts: &MountOptions) -> Result<()> {
+    fn mount_one(
+        &self,
+        root: BorrowedFd<'_>,
+        index: usize,
+        m: &Mount,
+        opts: &MountOptions,
+    ) -> Result<()> {
         let dest = m.destination();
         let typ = m.typ().as_deref().unwrap_or("");
         let bind = typ == "bind" || opts.is_bind();
@@ -130,30 +140,11 @@ impl Rootfs<'_> {
         }
         let target: OwnedFd;
         if bind {
-            let src = m
-                .source()
-                .as_ref()
-                .ok_or_else(|| Error::msg("bind mount without a source"))?;
-            let src = if src.is_absolute() {
-                src.clone()
+            target = if idmap::wanted(m, opts) {
+                self.attach_idmapped(root, index, dest)?
             } else {
-                self.bundle.join(src)
+                self.bind(root, m, dest, opts)?
             };
-            let meta = std::fs::metadata(&src).ctx(|| format!("stat {}", src.display()))?;
-            target = if meta.is_dir() {
-                paths::mkdir_all(root, dest, dest)?
-            } else {
-                paths::ensure_file(root, dest, dest)?
-            };
-            let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-            mount(
-                Some(&src),
-                paths::fd_path(&target).as_str(),
-                NONE,
-                flags,
-                NONE,
-            )
-            .ctx(|| format!("bind mount {}", src.display()))?;
             let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
             if !extra.is_empty() {
                 let mounted = reopen(root, dest)?;
@@ -213,6 +204,58 @@ impl Rootfs<'_> {
                 .ctx(|| "set mount propagation")?;
         }
         Ok(())
+    }
+
+    /// A plain bind mount of the source on `dest`; returns the handle on
+    /// the mount point.
+    fn bind(
+        &self,
+        root: BorrowedFd<'_>,
+        m: &Mount,
+        dest: &Path,
+        opts: &MountOptions,
+    ) -> Result<OwnedFd> {
+        let src = m
+            .source()
+            .as_ref()
+            .ok_or_else(|| Error::msg("bind mount without a source"))?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            self.bundle.join(src)
+        };
+        let meta = std::fs::metadata(&src).ctx(|| format!("stat {}", src.display()))?;
+        let target = if meta.is_dir() {
+            paths::mkdir_all(root, dest, dest)?
+        } else {
+            paths::ensure_file(root, dest, dest)?
+        };
+        let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        mount(
+            Some(&src),
+            paths::fd_path(&target).as_str(),
+            NONE,
+            flags,
+            NONE,
+        )
+        .ctx(|| format!("bind mount {}", src.display()))?;
+        Ok(target)
+    }
+
+    /// `mounts[index]`, an idmapped bind mount: the detached tree capsa
+    /// made on the host side, attached where `dest` resolves inside the
+    /// rootfs; returns the handle on the mount point.
+    fn attach_idmapped(&self, root: BorrowedFd<'_>, index: usize, dest: &Path) -> Result<OwnedFd> {
+        let tree = (self.idmapped)(index)?;
+        let st = fstat(tree.as_fd()).ctx(|| "stat the idmapped mount")?;
+        let target = if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            paths::mkdir_all(root, dest, dest)?
+        } else {
+            paths::ensure_file(root, dest, dest)?
+        };
+        crate::sys::move_mount_onto(tree.as_fd(), target.as_fd())
+            .ctx(|| "attach the idmapped mount")?;
+        Ok(target)
     }
 
     /// Makes the rootfs the container's `/`.

@@ -13,6 +13,9 @@ pub struct MountOptions {
     pub propagation: Vec<MsFlags>,
     /// Everything else, passed to the filesystem.
     pub data: String,
+    /// `idmap` (`Some(false)`) or `ridmap` (`Some(true)`, the mapping
+    /// applied to every mount of an `rbind` tree): never passed to mount(2).
+    pub idmap: Option<bool>,
 }
 
 impl MountOptions {
@@ -27,6 +30,7 @@ pub fn parse(options: &[String]) -> MountOptions {
         cleared: MsFlags::empty(),
         propagation: Vec::new(),
         data: String::new(),
+        idmap: None,
     };
     let mut data: Vec<&str> = Vec::new();
     for opt in options {
@@ -62,6 +66,14 @@ pub fn parse(options: &[String]) -> MountOptions {
             "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "idmap" => {
+                o.idmap = Some(o.idmap.unwrap_or(false));
+                continue;
+            }
+            "ridmap" => {
+                o.idmap = Some(true);
+                continue;
+            }
             p => {
                 if let Some(f) = propagation(p) {
                     o.propagation.push(f);
@@ -119,5 +131,10 @@ mod tests {
         assert_eq!(o.data, "mode=755,size=65536k");
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
         assert!(parse(&s(&["rbind"])).flags.contains(MsFlags::MS_REC));
+        assert_eq!(parse(&s(&["rbind"])).idmap, None);
+        let o = parse(&s(&["bind", "idmap"]));
+        assert_eq!((o.idmap, o.data.as_str()), (Some(false), ""));
+        assert_eq!(parse(&s(&["ridmap", "idmap"])).idmap, Some(true));
+        assert_eq!(parse(&s(&["idmap", "ridmap"])).idmap, Some(true));
     }
 }
