@@ -10,7 +10,7 @@
 //! container; anything there can then keep `/proc/PID/exe` open and write
 //! through it once the process is gone.
 //!
-//! So capsa never makes that exec itself. It execs the *stub*: a 150-byte
+//! So capsa never makes that exec itself. It execs the *stub*: a ~230-byte
 //! static program in a sealed memfd (`F_SEAL_WRITE|GROW|SHRINK|SEAL`),
 //! whose only job is `execve(argv[0], argv + 1, envp)`. While the kernel
 //! resolves the container program's interpreter, `/proc/self/exe` is that
