@@ -1,14 +1,26 @@
 // Records the git commit capsa was built from for `capsa --version`.
 fn main() {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into());
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=CAPSA_COMMIT={commit}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rerun-if-changed=build.rs");
+    // Rerun when HEAD moves. Where HEAD and the branches are is git's to
+    // say: in a worktree `.git` is a file and they live elsewhere. A path
+    // that does not exist would make cargo rerun this (and rebuild capsa)
+    // on every build, so only existing ones are watched.
+    for what in ["HEAD", "refs/heads", "packed-refs"] {
+        if let Some(p) = git(&["rev-parse", "--git-path", what])
+            && std::path::Path::new(&p).exists()
+        {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
 }
