@@ -12,11 +12,13 @@ fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=CAPSA_COMMIT={commit}");
     println!("cargo:rerun-if-changed=build.rs");
-    // Rerun when HEAD moves. Where HEAD and the branches are is git's to
-    // say: in a worktree `.git` is a file and they live elsewhere. A path
-    // that does not exist would make cargo rerun this (and rebuild capsa)
-    // on every build, so only existing ones are watched.
-    for what in ["HEAD", "refs/heads", "packed-refs"] {
+    // Rerun when HEAD moves: HEAD itself and the branch it names (loose or
+    // packed), not every branch of the repository. Where they are is git's
+    // to say: in a worktree `.git` is a file and they live elsewhere. A
+    // path that does not exist would make cargo rerun this (and rebuild
+    // capsa) on every build, so only existing ones are watched.
+    let branch = git(&["rev-parse", "--symbolic-full-name", "HEAD"]).filter(|b| b != "HEAD");
+    for what in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
         if let Some(p) = git(&["rev-parse", "--git-path", what])
             && std::path::Path::new(&p).exists()
         {
