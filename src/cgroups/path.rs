@@ -88,6 +88,11 @@ fn systemd_path(p: &str, id: &str) -> Result<PathBuf> {
     if name.is_empty() || name.contains('/') {
         bail!("{FIELD}: invalid unit name {name:?}");
     }
+    // The unit is one directory: a prefix with a `/` would put it
+    // elsewhere (`../..` out of the slice, and out of the hierarchy).
+    if prefix.contains('/') {
+        bail!("{FIELD}: invalid unit prefix {prefix:?}");
+    }
     let unit = if name.ends_with(".slice") {
         name.to_string()
     } else if prefix.is_empty() {
@@ -179,7 +184,17 @@ mod tests {
             },
             PathBuf::from("system.slice/capsa-id1.scope")
         );
-        for bad in ["/a/b", "a:b", "x.scope:p:n", "a--b.slice:p:n", "a.slice:p:"] {
+        for bad in [
+            "/a/b",
+            "a:b",
+            "x.scope:p:n",
+            "a--b.slice:p:n",
+            "a.slice:p:",
+            "a.slice:../../..:n",
+            ":../:.",
+            ":p/q:n",
+            ":p:../n",
+        ] {
             let e = inner(Some(bad), "id", true).unwrap_err().to_string();
             assert!(
                 e.starts_with("config.json: linux.cgroupsPath: "),
