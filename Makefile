@@ -8,7 +8,19 @@ CARGO    ?= cargo
 BUSYBOX  ?= /bin/busybox
 BUNDLE   := bundles/busybox
 ROOTFS   := $(BUNDLE)/rootfs
-CAPSA    := target/release/capsa
+# The shipped build: static (no dynamic loader, libc pages or relocations
+# at every start), not position-independent (like Debian's runc: no
+# relocation table to read and no relocated data to dirty at each start),
+# with the functions everyday commands run linked first and together
+# (scripts/hot-symbols.py writes the list), so a capsa process maps a
+# fraction of its code. Built for the host triple explicitly, so these flags
+# reach capsa and its dependencies but not the proc-macros.
+HOST     := $(shell rustc -vV | sed -n 's/^host: //p')
+RELEASE_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static
+HOT_ORDER := -C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/scripts/hot-symbols.txt \
+             -C link-arg=-Wl,--no-warn-symbol-ordering
+RELEASE  := RUSTFLAGS="$(RELEASE_RUSTFLAGS) $(HOT_ORDER)" $(CARGO)
+CAPSA    := target/$(HOST)/release/capsa
 # capsa with the crash points of src/fault.rs, for tests/crash.rs: a debug
 # build (quick to compile) in its own target dir, never the shipped binary.
 FAULT_TARGET := target/fault
@@ -16,7 +28,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := config signal mount_options seccomp process cgroup_path id update proc_files state
 SOAK_LIFECYCLES ?= 1000
 
-.PHONY: all build release bundle run test unit clean deps integration-deps bench fault-build fuzz soak
+.PHONY: all build release bundle run test unit clean deps integration-deps bench fault-build fuzz soak hot-symbols
 
 all: release bundle
 
@@ -24,7 +36,7 @@ build:
 	$(CARGO) build
 
 release:
-	$(CARGO) build --release
+	$(RELEASE) build --release --target $(HOST)
 
 # Debian packages the project needs (busybox-static for every rootfs).
 deps:
@@ -50,9 +62,9 @@ fault-build:
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
 
 test: deps integration-deps
-	$(CARGO) build --release
+	$(RELEASE) build --release --target $(HOST)
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
-	BUSYBOX=$(BUSYBOX) $(CARGO) test --release -- --test-threads=4
+	BUSYBOX=$(BUSYBOX) $(RELEASE) test --release --target $(HOST) -- --test-threads=4
 	# The fuzz regressions once more with overflow checks (a debug build,
 	# sharing the fault build's dependencies): some crashes are overflows.
 	$(CARGO) test --features fault-injection --target-dir $(FAULT_TARGET) --test fuzz_regressions
@@ -75,7 +87,7 @@ fuzz:
 # host is compared with before: mounts, cgroups, fds, entries under --root.
 soak: release bundle
 	SOAK_LIFECYCLES=$(SOAK_LIFECYCLES) BUSYBOX=$(BUSYBOX) \
-	  $(CARGO) test --release --test stress -- --ignored --nocapture soak
+	  $(RELEASE) test --release --target $(HOST) --test stress -- --ignored --nocapture soak
 
 # capsa against runc and crun (Debian's), interleaved; prints a table and writes BENCHMARKS.md.
 # BENCH_ARGS passes options to bench/bench.py, e.g. make bench BENCH_ARGS="-n 100".
@@ -83,6 +95,12 @@ bench: release bundle
 	@command -v runc >/dev/null 2>&1 && command -v crun >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc crun; }
 	python3 bench/bench.py --capsa $(CAPSA) $(BENCH_ARGS)
+
+# Regenerates scripts/hot-symbols.txt from what the commands really run
+# (root, offline; commit the result). Not in CI: the list only orders code.
+hot-symbols: bundle
+	CAPSA_RELEASE_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" python3 scripts/hot-symbols.py
+	$(MAKE) release
 
 clean:
 	$(CARGO) clean

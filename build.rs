@@ -1,4 +1,6 @@
-// Records the git commit capsa was built from for `capsa --version`.
+// Records the git commit capsa was built from for `capsa --version`, and
+// relinks when the hot-function order the Makefile's release build hands
+// the linker changes (scripts/hot-symbols.py).
 fn main() {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
@@ -25,4 +27,5 @@ fn main() {
             println!("cargo:rerun-if-changed={p}");
         }
     }
+    println!("cargo:rerun-if-changed=scripts/hot-symbols.txt");
 }

@@ -52,6 +52,13 @@ class RuntimeFailed(Exception):
     pass
 
 
+def capsa_binary():
+    """Where `make release` puts capsa: target/<host triple>/release/capsa."""
+    host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout
+    triple = next((l.split()[1] for l in host.splitlines() if l.startswith("host:")), "")
+    return os.path.join(REPO, "target", triple, "release", "capsa")
+
+
 def build_spawner():
     if os.path.exists(SPAWN_BIN) and os.path.getmtime(SPAWN_BIN) >= os.path.getmtime(SPAWN_SRC):
         return
@@ -194,7 +201,7 @@ def make_bundle(workdir):
         subprocess.run([spec_tool, "spec"], cwd=bundle, check=True)
         source = "`runc spec`"
     else:
-        subprocess.run([os.path.join(REPO, "target", "release", "capsa"), "spec"], cwd=bundle, check=True)
+        subprocess.run([capsa_binary(), "spec"], cwd=bundle, check=True)
         source = "`capsa spec` (runc not installed)"
     path = os.path.join(bundle, "config.json")
     with open(path) as f:
@@ -551,7 +558,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--concurrent", type=int, default=100, help="containers created at once (0: skip)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of the concurrent case")
-    p.add_argument("--capsa", default=os.path.join(REPO, "target", "release", "capsa"))
+    p.add_argument("--capsa", default=capsa_binary())
     p.add_argument("--runc", default="runc")
     p.add_argument("--crun", default="crun")
     p.add_argument("--compare", metavar="OLD.json", help="an earlier target/bench/results.json to compare capsa with")

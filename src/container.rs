@@ -255,12 +255,14 @@ impl Runtime {
         if !msg.is_empty() {
             bail!("{msg}");
         }
-        let spec = stored_spec(&st)?;
-        hooks::run(
-            spec.hooks().as_ref(),
-            Kind::Poststart,
-            &self.state_json(&st, Status::Running),
-        )?;
+        if has_hooks(&st, Kind::Poststart) {
+            let spec = stored_spec(&st)?;
+            hooks::run(
+                spec.hooks().as_ref(),
+                Kind::Poststart,
+                &self.state_json(&st, Status::Running),
+            )?;
+        }
         Ok(())
     }
 
@@ -390,7 +392,9 @@ impl Runtime {
         crate::logging::phase("delete: cgroups removed");
         locked.remove()?;
         crate::logging::phase("delete: state removed");
-        if let Ok(spec) = stored_spec(&st) {
+        if has_hooks(&st, Kind::Poststop)
+            && let Ok(spec) = stored_spec(&st)
+        {
             hooks::run(
                 spec.hooks().as_ref(),
                 Kind::Poststop,
@@ -558,6 +562,16 @@ fn container_processes(st: &State) -> Vec<PidFd> {
 /// The config the container was created with (kept in its state).
 fn stored_spec(st: &State) -> Result<oci_spec::runtime::Spec> {
     spec::parse(&st.config)
+}
+
+/// Whether the stored config has hooks of `kind`: looked up in the JSON,
+/// so the common case of none costs no parse of the whole config.
+fn has_hooks(st: &State, kind: Kind) -> bool {
+    st.config
+        .get("hooks")
+        .and_then(|h| h.get(kind.name()))
+        .and_then(|l| l.as_array())
+        .is_some_and(|l| !l.is_empty())
 }
 
 /// The process of an `exec`, from `--process FILE` or from the container's

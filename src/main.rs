@@ -403,6 +403,9 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
 fn main() {
     capsa::logging::start_clock();
     let cli = Cli::parse_from(normalize_args(std::env::args()));
+    // clap's description of every command and flag is gone now: hand its
+    // memory back to the system rather than keep it resident all along.
+    capsa::sys::trim_heap();
     let format = match cli.log_format {
         LogFormat::Text => Format::Text,
         LogFormat::Json => Format::Json,

@@ -126,6 +126,12 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Returns the heap's free memory to the system (glibc's malloc_trim).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only releases memory malloc holds free.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Marks every fd from `first` up as close-on-exec.
 pub fn cloexec_from(first: u32) -> Result<(), Errno> {
     // SAFETY: close_range only changes flags of this process's fds.

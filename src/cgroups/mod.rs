@@ -470,14 +470,22 @@ pub(crate) fn write_error(dir: &Path, file: &str, value: &str, field: &str, e: E
 }
 
 pub(crate) fn write_raw(dir: &Path, file: &str, value: &str) -> std::result::Result<(), Errno> {
-    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = open_write(dir, file)?;
+    f.write_all(value.as_bytes()).map_err(|e| errno_of(&e))
+}
+
+/// A control file opened for writing (each write(2) to it is one value).
+pub(crate) fn open_write(dir: &Path, file: &str) -> std::result::Result<std::fs::File, Errno> {
+    std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(dir.join(file))
-        .map_err(errno)?;
-    f.write_all(value.as_bytes()).map_err(errno)
+        .map_err(|e| errno_of(&e))
+}
+
+pub(crate) fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// A control file's contents, trimmed; `None` if it cannot be read.

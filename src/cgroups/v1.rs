@@ -1,7 +1,7 @@
 //! The cgroup v1 backend (legacy and hybrid hosts): one directory per
 //! hierarchy, each controller's files written the way runc writes them.
 
-use super::{Fields, Manager, Record, UNIFIED, devices, oom, stats, write};
+use super::{Fields, Manager, Record, UNIFIED, devices, oom, stats, write, write_error};
 use crate::error::{Error, Result};
 use nix::errno::Errno;
 use oci_spec::runtime::{
@@ -65,6 +65,8 @@ impl V1 {
         let field = f.name("devices");
         let rules = devices::rules(Some(devs), &field)?;
         let dir = self.need("devices", &field)?;
+        // Each write is one rule: the two files are opened once for all.
+        let mut files: [Option<std::fs::File>; 2] = [None, None];
         for (i, r) in rules.iter().enumerate() {
             let file = if r.allow {
                 "devices.allow"
@@ -76,7 +78,17 @@ impl V1 {
             } else {
                 format!("{field} (runc's default rule {})", r.v1_line())
             };
-            write(dir, file, &r.v1_line(), &name)?;
+            let line = r.v1_line();
+            let slot = &mut files[usize::from(r.allow)];
+            if slot.is_none() {
+                *slot = Some(
+                    super::open_write(dir, file)
+                        .map_err(|e| write_error(dir, file, &line, &name, e))?,
+                );
+            }
+            let f = slot.as_mut().expect("just opened");
+            std::io::Write::write_all(f, line.as_bytes())
+                .map_err(|e| write_error(dir, file, &line, &name, super::errno_of(&e)))?;
         }
         Ok(())
     }

@@ -41,6 +41,10 @@ pub enum Msg {
     IdmapMountFd,
 }
 
+/// The largest message, a failure's text included (cut to fit): received
+/// into a buffer on the stack.
+const MAX_MSG: usize = 4096;
+
 pub struct Channel {
     fd: OwnedFd,
 }
@@ -76,8 +80,12 @@ impl Channel {
             Msg::IdmapMountFd => b"i".to_vec(),
             Msg::Fail(m) => {
                 let mut v = b"E".to_vec();
-                // Keep within one datagram.
-                v.extend_from_slice(&m.as_bytes()[..m.len().min(60_000)]);
+                // Within one datagram of MAX_MSG bytes, cut at a character.
+                let mut end = m.len().min(MAX_MSG - 1);
+                while !m.is_char_boundary(end) {
+                    end -= 1;
+                }
+                v.extend_from_slice(&m.as_bytes()[..end]);
                 v
             }
         };
@@ -103,7 +111,7 @@ impl Channel {
     /// Receives one message and the file descriptor sent with it, if any
     /// (close-on-exec in this process).
     pub fn recv_with_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
-        let mut buf = vec![0u8; 65536];
+        let mut buf = [0u8; MAX_MSG];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let (n, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -164,7 +172,7 @@ impl Channel {
     /// A failure the peer reported before it went away, if one is waiting
     /// (never blocks): the cause to show when talking to it failed.
     pub fn pending_fail(&self) -> Option<String> {
-        let mut buf = vec![0u8; 65536];
+        let mut buf = [0u8; MAX_MSG];
         loop {
             match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
                 Err(nix::errno::Errno::EINTR) => continue,
