@@ -3,7 +3,7 @@
 
 use capsa::container::{ExecRequest, RunOptions, Runtime, bundle_dir};
 use capsa::logging::{self, Format};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args as _, Parser, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -72,88 +72,228 @@ struct CreateArgs {
     id: String,
 }
 
-#[derive(Subcommand)]
+/// The subcommands. Each one's flags are described to clap only when that
+/// subcommand is the one given (`Command::defer`): building every flag of
+/// every command on each call is most of clap's work and memory.
 enum Command {
-    /// Create a container; its process waits for `start`
     Create(CreateArgs),
-    /// Start the process of a created container
-    Start { id: String },
-    /// Create and start a container, by default waiting for it to exit
-    Run {
-        #[command(flatten)]
-        create: CreateArgs,
-        /// Return once the container is started
-        #[arg(short, long)]
-        detach: bool,
-        /// Keep the container's state after it exits
-        #[arg(long)]
-        keep: bool,
-    },
-    /// Print the state of a container as JSON
-    State { id: String },
-    /// Send a signal (default SIGTERM) to a container's init
-    Kill {
-        /// Signal every process of the container
-        #[arg(short, long)]
-        all: bool,
-        id: String,
-        signal: Option<String>,
-    },
-    /// Delete a container and everything it owns
-    Delete {
-        /// Kill a running container first
-        #[arg(short, long)]
-        force: bool,
-        id: String,
-    },
-    /// List containers
-    List {
-        #[arg(short, long, value_enum, default_value = "table")]
-        format: ListFormat,
-        /// Print only the ids
-        #[arg(short, long)]
-        quiet: bool,
-    },
-    /// Write a default config.json
-    Spec {
-        #[arg(short, long, value_name = "DIR")]
-        bundle: Option<PathBuf>,
-        /// A config for running without root
-        #[arg(long)]
-        rootless: bool,
-    },
-    /// Print the features document of the runtime-spec
+    Start(IdArg),
+    Run(RunArgs),
+    State(IdArg),
+    Kill(KillArgs),
+    Delete(DeleteArgs),
+    List(ListArgs),
+    Spec(SpecArgs),
     Features,
-    /// Run a new process in a running container
     Exec(ExecArgs),
-    /// Change a container's resource limits
     Update(Box<UpdateArgs>),
-    /// Freeze every process of a container
-    Pause { id: String },
-    /// Thaw a paused container
-    Resume { id: String },
-    /// List a container's processes
-    Ps {
-        #[arg(short, long, value_enum, default_value = "table")]
-        format: ListFormat,
-        id: String,
-        /// Options for ps(1) (default -ef), table format only
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        ps_args: Vec<String>,
-    },
-    /// Print a container's OOM events and resource usage as JSON lines
-    Events {
-        /// Print the usage once and exit
-        #[arg(long)]
-        stats: bool,
-        /// Time between usage reports
-        #[arg(long, default_value = "5s", value_name = "DURATION")]
-        interval: String,
-        id: String,
-    },
+    Pause(IdArg),
+    Resume(IdArg),
+    Ps(PsArgs),
+    Events(EventsArgs),
     /// Not supported yet
-    #[command(external_subcommand)]
     Other(Vec<String>),
+}
+
+/// Each subcommand: its name, its one-line help and how its flags are added.
+const SUBCOMMANDS: &[(&str, &str, fn(clap::Command) -> clap::Command)] = &[
+    (
+        "create",
+        "Create a container; its process waits for `start`",
+        CreateArgs::augment_args,
+    ),
+    (
+        "start",
+        "Start the process of a created container",
+        IdArg::augment_args,
+    ),
+    (
+        "run",
+        "Create and start a container, by default waiting for it to exit",
+        RunArgs::augment_args,
+    ),
+    (
+        "state",
+        "Print the state of a container as JSON",
+        IdArg::augment_args,
+    ),
+    (
+        "kill",
+        "Send a signal (default SIGTERM) to a container's init",
+        KillArgs::augment_args,
+    ),
+    (
+        "delete",
+        "Delete a container and everything it owns",
+        DeleteArgs::augment_args,
+    ),
+    ("list", "List containers", ListArgs::augment_args),
+    (
+        "spec",
+        "Write a default config.json",
+        SpecArgs::augment_args,
+    ),
+    (
+        "features",
+        "Print the features document of the runtime-spec",
+        std::convert::identity,
+    ),
+    (
+        "exec",
+        "Run a new process in a running container",
+        ExecArgs::augment_args,
+    ),
+    (
+        "update",
+        "Change a container's resource limits",
+        UpdateArgs::augment_args,
+    ),
+    (
+        "pause",
+        "Freeze every process of a container",
+        IdArg::augment_args,
+    ),
+    ("resume", "Thaw a paused container", IdArg::augment_args),
+    ("ps", "List a container's processes", PsArgs::augment_args),
+    (
+        "events",
+        "Print a container's OOM events and resource usage as JSON lines",
+        EventsArgs::augment_args,
+    ),
+];
+
+impl clap::Subcommand for Command {
+    fn augment_subcommands(mut cmd: clap::Command) -> clap::Command {
+        for (name, about, args) in SUBCOMMANDS {
+            cmd = cmd.subcommand(clap::Command::new(*name).about(*about).defer(*args));
+        }
+        cmd.allow_external_subcommands(true)
+            .external_subcommand_value_parser(clap::value_parser!(String))
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_subcommands(cmd)
+    }
+
+    fn has_subcommand(_name: &str) -> bool {
+        // Any other name is an external subcommand: Command::Other.
+        true
+    }
+}
+
+impl clap::FromArgMatches for Command {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        use clap::FromArgMatches as F;
+        let Some((name, sub)) = m.subcommand() else {
+            return Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand));
+        };
+        Ok(match name {
+            "create" => Command::Create(F::from_arg_matches(sub)?),
+            "start" => Command::Start(F::from_arg_matches(sub)?),
+            "run" => Command::Run(F::from_arg_matches(sub)?),
+            "state" => Command::State(F::from_arg_matches(sub)?),
+            "kill" => Command::Kill(F::from_arg_matches(sub)?),
+            "delete" => Command::Delete(F::from_arg_matches(sub)?),
+            "list" => Command::List(F::from_arg_matches(sub)?),
+            "spec" => Command::Spec(F::from_arg_matches(sub)?),
+            "features" => Command::Features,
+            "exec" => Command::Exec(F::from_arg_matches(sub)?),
+            "update" => Command::Update(Box::new(F::from_arg_matches(sub)?)),
+            "pause" => Command::Pause(F::from_arg_matches(sub)?),
+            "resume" => Command::Resume(F::from_arg_matches(sub)?),
+            "ps" => Command::Ps(F::from_arg_matches(sub)?),
+            "events" => Command::Events(F::from_arg_matches(sub)?),
+            other => Command::Other(
+                std::iter::once(other.to_string())
+                    .chain(sub.get_many::<String>("").into_iter().flatten().cloned())
+                    .collect(),
+            ),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+struct IdArg {
+    /// Container id
+    id: String,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    create: CreateArgs,
+    /// Return once the container is started
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep the container's state after it exits
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(clap::Args)]
+struct KillArgs {
+    /// Signal every process of the container
+    #[arg(short, long)]
+    all: bool,
+    /// Container id
+    id: String,
+    /// Signal name or number (default SIGTERM)
+    signal: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct DeleteArgs {
+    /// Kill a running container first
+    #[arg(short, long)]
+    force: bool,
+    /// Container id
+    id: String,
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    #[arg(short, long, value_enum, default_value = "table")]
+    format: ListFormat,
+    /// Print only the ids
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct SpecArgs {
+    #[arg(short, long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// A config for running without root
+    #[arg(long)]
+    rootless: bool,
+}
+
+#[derive(clap::Args)]
+struct PsArgs {
+    #[arg(short, long, value_enum, default_value = "table")]
+    format: ListFormat,
+    /// Container id
+    id: String,
+    /// Options for ps(1) (default -ef), table format only
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    ps_args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct EventsArgs {
+    /// Print the usage once and exit
+    #[arg(long)]
+    stats: bool,
+    /// Time between usage reports
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    interval: String,
+    /// Container id
+    id: String,
 }
 
 #[derive(clap::Args)]
@@ -415,7 +555,7 @@ fn main() {
     // (src/exec_stub.rs); where there can be none, capsa re-executes from a
     // sealed copy of its binary. Only the commands that start container
     // processes do either.
-    if let Some(Command::Create(_) | Command::Run { .. } | Command::Exec(_)) = &cli.command
+    if let Some(Command::Create(_) | Command::Run(_) | Command::Exec(_)) = &cli.command
         && !(capsa::exec_stub::wanted() && capsa::exec_stub::install().is_ok())
         && let Err(e) = capsa::sealed_exe::ensure()
     {
@@ -461,29 +601,29 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
                 .unwrap_or_else(|_| nix::sys::signal::SigSet::empty());
             rt.create(&c.id, &o, mask, false)?;
         }
-        Command::Start { id } => rt.start(&id)?,
-        Command::Run {
+        Command::Start(IdArg { id }) => rt.start(&id)?,
+        Command::Run(RunArgs {
             create,
             detach,
             keep,
-        } => {
+        }) => {
             let o = run_options(&create, systemd_cgroup)?;
             return rt.run(&create.id, &o, detach, keep);
         }
-        Command::State { id } => {
+        Command::State(IdArg { id }) => {
             let v = rt.state(&id)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&v).expect("json serializes")
             );
         }
-        Command::Kill { all, id, signal } => {
+        Command::Kill(KillArgs { all, id, signal }) => {
             let sig = capsa::signals::parse(signal.as_deref().unwrap_or("SIGTERM"))?;
             rt.kill(&id, sig, all)?;
         }
-        Command::Delete { force, id } => rt.delete(&id, force)?,
-        Command::List { format, quiet } => list(rt, format, quiet)?,
-        Command::Spec { bundle, rootless } => {
+        Command::Delete(DeleteArgs { force, id }) => rt.delete(&id, force)?,
+        Command::List(ListArgs { format, quiet }) => list(rt, format, quiet)?,
+        Command::Spec(SpecArgs { bundle, rootless }) => {
             capsa::spec::write_default(&bundle.unwrap_or_else(|| PathBuf::from(".")), rootless)?
         }
         Command::Features => {
@@ -514,13 +654,13 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             return rt.exec(&e.id, &req);
         }
         Command::Update(u) => rt.update(&u.id, &update_resources(&u)?)?,
-        Command::Pause { id } => rt.pause(&id)?,
-        Command::Resume { id } => rt.resume(&id)?,
-        Command::Ps {
+        Command::Pause(IdArg { id }) => rt.pause(&id)?,
+        Command::Resume(IdArg { id }) => rt.resume(&id)?,
+        Command::Ps(PsArgs {
             format,
             id,
             ps_args,
-        } => match format {
+        }) => match format {
             ListFormat::Json => {
                 if !ps_args.is_empty() {
                     return Err(capsa::Error::msg(
@@ -532,11 +672,11 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             }
             ListFormat::Table => print!("{}", rt.ps_table(&id, &ps_args)?),
         },
-        Command::Events {
+        Command::Events(EventsArgs {
             stats,
             interval,
             id,
-        } => {
+        }) => {
             let interval = humantime::parse_duration(&interval).map_err(|e| {
                 capsa::Error::msg(format!("invalid value {interval:?} for --interval: {e}"))
             })?;
@@ -684,6 +824,14 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::normalize_args;
+
+    /// clap's own checks of the whole command line, deferred subcommands
+    /// included (it builds them all).
+    #[test]
+    fn command_line_definition() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 
     fn norm(s: &str) -> String {
         normalize_args(s.split(' ').map(String::from)).join(" ")

@@ -22,7 +22,11 @@ fn fault_capsa() -> &'static Path {
     BIN.get_or_init(|| {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target = manifest.join("target/fault");
+        // A plain debug build: not the release flags `make test` runs this
+        // with (static linking needs --target to spare the proc-macros).
         let st = Command::new(env!("CARGO"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .args(["build", "--quiet", "--features", "fault-injection"])
             .arg("--target-dir")
             .arg(&target)
