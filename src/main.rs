@@ -95,8 +95,11 @@ enum Command {
     Other(Vec<String>),
 }
 
+/// How a subcommand's flags are added to it.
+type AddArgs = fn(clap::Command) -> clap::Command;
+
 /// Each subcommand: its name, its one-line help and how its flags are added.
-const SUBCOMMANDS: &[(&str, &str, fn(clap::Command) -> clap::Command)] = &[
+const SUBCOMMANDS: &[(&str, &str, AddArgs)] = &[
     (
         "create",
         "Create a container; its process waits for `start`",
