@@ -214,6 +214,24 @@ def make_bundle(workdir):
     return bundle, source
 
 
+def memory_charged(known, cid):
+    """Peak memory charged to the container's memory cgroup so far (KiB): everything the runtime's
+    setup did once the init was in its cgroup (the init's own pages, page tables, kernel objects of the
+    mounts it made...). cgroup v1's memory.max_usage_in_bytes or cgroup2's memory.peak; None if the
+    container has no memory cgroup of its own."""
+    for d in known or []:
+        if "/memory/" not in d and "/unified/" not in d:
+            continue
+        d = d[: d.rfind("/") + 1] + cid  # the directory of this container, beside the one seen once
+        for f in ("memory.max_usage_in_bytes", "memory.peak"):
+            try:
+                with open(os.path.join(d, f)) as fh:
+                    return int(fh.read().split()[0]) / 1024
+            except (OSError, ValueError):
+                continue
+    return None
+
+
 def find_cgroups(name, top="/sys/fs/cgroup", depth=4):
     """Cgroup directories called `name` (runc and crun make /sys/fs/cgroup/<controller>/.../<id>)."""
     found = []
@@ -280,6 +298,9 @@ class Bench:
             pid = int(f.read().strip())
         if rt.cgroups is None:  # once per runtime, between two timed calls: does it set up cgroups?
             rt.cgroups = find_cgroups(cid)
+        charged = memory_charged(rt.cgroups, cid)
+        if charged is not None:  # untimed: what the setup cost the container's own memory cgroup
+            rt.add("memory charged by create", charged)
         pidfd = os.pidfd_open(pid)  # before start: the init is waiting there, it cannot be gone yet
         try:
             started = rt.call("start", "start", cid)
@@ -505,6 +526,10 @@ def report(bench, args, elapsed, leftovers):
     lines += table("Peak RSS, KiB (wait4 ru_maxrss: the runtime process and the children it reaped)", [
         ("`run`", "rss run"), ("`create`", "rss create"), ("`start`", "rss start"),
         ("`delete`", "rss delete"), ("`--version`", "rss --version"),
+    ], kib)
+    lines += table("Memory charged to the container's own memory cgroup by `create`, KiB (peak usage "
+                   "read right after create: the init's setup once it is in its cgroup)", [
+        ("created container, before start", "memory charged by create"),
     ], kib)
     if k:
         lines += table(f"{k} containers created concurrently", [

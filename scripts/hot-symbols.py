@@ -105,7 +105,8 @@ def callgrind_functions(capsa, root, args, out):
                     if m.group(2):
                         ids[m.group(1)] = re.sub(r"'\d+$", "", m.group(2))
                     name = ids.get(m.group(1))
-                    if name and not name.startswith("0x"):
+                    # Symbols only: not valgrind's "(below main)" or bare addresses.
+                    if name and not name.startswith(("0x", "(")):
                         names.add(name)
         os.unlink(prof)
     except OSError:

@@ -231,6 +231,13 @@ impl Runtime {
             Status::Paused => bail!("cannot start a paused container"),
             Status::Stopped => bail!("cannot start a container that has stopped"),
         }
+        self.start_created(&locked, &st)
+    }
+
+    /// Tells the init of the created container `st` to exec its process
+    /// and runs the poststart hooks.
+    fn start_created(&self, locked: &state::Locked, st: &State) -> Result<()> {
+        let id = &st.id;
         let dir = nix::fcntl::open(
             &locked.dir,
             nix::fcntl::OFlag::O_PATH
@@ -255,12 +262,12 @@ impl Runtime {
         if !msg.is_empty() {
             bail!("{msg}");
         }
-        if has_hooks(&st, Kind::Poststart) {
-            let spec = stored_spec(&st)?;
+        if has_hooks(st, Kind::Poststart) {
+            let spec = stored_spec(st)?;
             hooks::run(
                 spec.hooks().as_ref(),
                 Kind::Poststart,
-                &self.state_json(&st, Status::Running),
+                &self.state_json(st, Status::Running),
             )?;
         }
         Ok(())
@@ -442,7 +449,12 @@ impl Runtime {
     pub fn run(&self, id: &str, o: &RunOptions, detach: bool, keep: bool) -> Result<i32> {
         let old = foreground::block_signals()?;
         let created = self.create(id, o, old, !detach && o.console_socket.is_none())?;
-        if let Err(e) = self.start(id) {
+        // The state just written is the one on disk: no need to read it back.
+        let started = self
+            .store
+            .lock(id)
+            .and_then(|locked| self.start_created(&locked, &created.state));
+        if let Err(e) = started {
             let _ = self.delete(id, true);
             return Err(e);
         }

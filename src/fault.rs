@@ -22,8 +22,8 @@ pub const POINTS: &[&str] = &[
     "create:state",
     // create: the cgroups exist with their limits; no init yet.
     "create:cgroups",
-    // create: the init exists (in its cgroups, waiting for capsa) and is
-    // on record.
+    // create: the init exists (in its cgroups, setting the container up)
+    // and is on record.
     "create:cloned",
     // create: the init has set the container up and waits for the commit.
     "create:ready",

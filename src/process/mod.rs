@@ -174,11 +174,7 @@ pub fn create(
     drop(console_child);
     crate::logging::phase("clone");
     let cg = joins.then(|| cgroup.record().clone());
-    let result = record_init(locked, st, pid)
-        .and_then(|()| {
-            crate::fault::point("create:cloned");
-            finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
-        })
+    let result = finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
         .and_then(|state| {
             let pty_master = match &console_parent {
                 Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
@@ -252,6 +248,11 @@ fn finish_create(
         namespaces::write_id_maps(&bundle.spec, pid)?;
     }
     chan.send(&Msg::Continue)?;
+    // On record while the init sets the container up (in parallel). Should
+    // capsa die before this, the init finds the channel closed at its next
+    // message and exits, and delete waits for it to leave its cgroups.
+    record_init(locked, st, pid)?;
+    crate::fault::point("create:cloned");
     let mut idmapped = crate::rootfs::idmap::Builder::new(
         &bundle.spec,
         &bundle.dir,
