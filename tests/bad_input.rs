@@ -309,3 +309,57 @@ fn unsupported_features_are_refused_clearly() {
     let out = ctx.capsa(&["checkpoint", "x"]);
     assert_fails_with(&out, "command \"checkpoint\" is not supported yet");
 }
+
+/// A program that exists but the container's user may not execute: the
+/// check is made with the process's final user and groups, right before
+/// the exec, so `start` (and `run`) say so instead of the process just
+/// exiting 126; the container is then stopped and `delete` removes it.
+#[test]
+fn a_program_the_user_may_not_execute_is_reported_by_start() {
+    let ctx = Ctx::new("noexec-user");
+    let script = ctx.bundle.join("rootfs/rootonly.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut c = ctx.default_config();
+    c["process"]["args"] = json!(["/rootonly.sh"]);
+    c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    assert_ok(&ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]));
+    let out = ctx.capsa(&["start", &id]);
+    assert_fails_with(&out, "exec \"/rootonly.sh\": permission denied");
+    assert_eq!(stdout(&out), "");
+    ctx.wait_status(&id, "stopped");
+    assert_ok(&ctx.capsa(&["delete", &id]));
+    assert_nothing_left(&ctx, &id);
+
+    let out = ctx.capsa(&["run", "--bundle", ctx.bundle_str(), &id]);
+    assert_fails_with(&out, "exec \"/rootonly.sh\": permission denied");
+    assert_nothing_left(&ctx, &id);
+
+    // As root it runs.
+    c["process"]["user"] = json!({"uid": 0, "gid": 0});
+    ctx.write_config(&c);
+    let out = ctx.capsa(&["run", "--bundle", ctx.bundle_str(), &id]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "ran\n");
+    assert_nothing_left(&ctx, &id);
+}
+
+/// A program the kernel cannot execute (text without a `#!` line): the
+/// exec through capsa's sealed stub fails there, and the container's
+/// process exits 126, as a shell's would; `run` returns that status.
+#[test]
+fn a_program_the_kernel_cannot_execute_exits_126() {
+    let ctx = Ctx::new("enoexec");
+    let file = ctx.bundle.join("rootfs/notaprogram");
+    std::fs::write(&file, "just text\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut c = ctx.default_config();
+    c["process"]["args"] = json!(["/notaprogram"]);
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    let out = ctx.capsa(&["run", "--bundle", ctx.bundle_str(), &id]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert_nothing_left(&ctx, &id);
+}

@@ -50,6 +50,8 @@ pub struct Exec {
     env: Vec<CString>,
     /// A seccomp filter to install right before the exec.
     seccomp: Option<crate::seccomp::Prepared>,
+    /// Whether a seccomp filter is already in force (installed early).
+    filtered: bool,
 }
 
 /// Compiles `linux.seccomp` of a config, if it has one, and checks that a
@@ -225,6 +227,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     // `start` under it.
     if let Some(f) = exec.seccomp.take_if(|f| f.uses_notify()) {
         install_seccomp(&f, &init.chan)?;
+        exec.filtered = true;
     }
     crate::logging::phase("init: seccomp, user, capabilities");
     Ok(exec)
@@ -352,6 +355,7 @@ pub fn finalize(
             exec.seccomp = Some(f);
         } else {
             install_seccomp(&f, chan)?;
+            exec.filtered = true;
         }
     }
     if let Some(m) = &caps {
@@ -543,6 +547,7 @@ fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
             .map(|e| cstring(e, "process.env"))
             .collect::<Result<_>>()?,
         seccomp: None,
+        filtered: false,
     })
 }
 
@@ -550,6 +555,21 @@ fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
 /// with the message to report. `chan` takes a seccomp listener to the
 /// parent (the init installed a filter with one before it got here).
 pub fn exec(e: &Exec, chan: Option<&Channel>) -> String {
+    // With its final user and groups, may the process run the program? The
+    // stub would only exit 126 if not; said here, the error reaches
+    // `start`, `run` or `exec`. (Not under a filter already in force, which
+    // may not allow the check.)
+    if !e.filtered
+        && let Err(err) = nix::unistd::faccessat(
+            nix::fcntl::AT_FDCWD,
+            e.path.as_c_str(),
+            nix::unistd::AccessFlags::X_OK,
+            nix::fcntl::AtFlags::AT_EACCESS,
+        )
+        && matches!(err, nix::errno::Errno::EACCES | nix::errno::Errno::ENOENT)
+    {
+        return format!("exec {:?}: {}", e.path, crate::error::errno_text(err));
+    }
     if let Some(f) = &e.seccomp {
         let installed = match chan {
             Some(c) => install_seccomp(f, c),
