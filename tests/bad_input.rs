@@ -310,6 +310,13 @@ fn unsupported_features_are_refused_clearly() {
     assert_fails_with(&out, "command \"checkpoint\" is not supported yet");
 }
 
+/// A file at the root of the container's rootfs, with that mode.
+fn write_program(ctx: &Ctx, name: &str, text: &str, mode: u32) {
+    let path = ctx.bundle.join("rootfs").join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
 /// A program that exists but the container's user may not execute: the
 /// check is made with the process's final user and groups, right before
 /// the exec, so `start` (and `run`) say so instead of the process just
@@ -317,9 +324,7 @@ fn unsupported_features_are_refused_clearly() {
 #[test]
 fn a_program_the_user_may_not_execute_is_reported_by_start() {
     let ctx = Ctx::new("noexec-user");
-    let script = ctx.bundle.join("rootfs/rootonly.sh");
-    std::fs::write(&script, "#!/bin/sh\necho ran\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    write_program(&ctx, "rootonly.sh", "#!/bin/sh\necho ran\n", 0o700);
     let mut c = ctx.default_config();
     c["process"]["args"] = json!(["/rootonly.sh"]);
     c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
@@ -352,9 +357,7 @@ fn a_program_the_user_may_not_execute_is_reported_by_start() {
 #[test]
 fn a_program_the_kernel_cannot_execute_exits_126() {
     let ctx = Ctx::new("enoexec");
-    let file = ctx.bundle.join("rootfs/notaprogram");
-    std::fs::write(&file, "just text\n").unwrap();
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_program(&ctx, "notaprogram", "just text\n", 0o755);
     let mut c = ctx.default_config();
     c["process"]["args"] = json!(["/notaprogram"]);
     ctx.write_config(&c);

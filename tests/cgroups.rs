@@ -32,6 +32,22 @@ fn read(dir: &Path, file: &str) -> String {
         .to_string()
 }
 
+/// Every line of a process's /proc/PID/cgroup names the container's own
+/// directory of that hierarchy (the unified one included).
+#[track_caller]
+fn assert_in_container_cgroups(proc_cgroup: &str, paths: &Value, id: &str) {
+    for line in proc_cgroup.lines() {
+        let f: Vec<&str> = line.splitn(3, ':').collect();
+        let key = if f[1].is_empty() { "unified" } else { f[1] };
+        let d = dir(paths, key.split(',').next().unwrap());
+        assert!(
+            d.to_str().unwrap().ends_with(f[2]) && f[2].ends_with(id),
+            "{line} vs {}",
+            d.display()
+        );
+    }
+}
+
 /// Every directory of the container's cgroups, to check they are gone.
 fn all_dirs(paths: &Value) -> Vec<PathBuf> {
     paths
@@ -126,16 +142,7 @@ fn every_resource_is_in_the_cgroup_files_before_the_process_runs() {
     // The init (not yet running the user's program) sits in the
     // container's cgroup in every hierarchy, the unified one included.
     let proc_cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    for line in proc_cg.lines() {
-        let f: Vec<&str> = line.splitn(3, ':').collect();
-        let key = if f[1].is_empty() { "unified" } else { f[1] };
-        let d = dir(&paths, key.split(',').next().unwrap());
-        assert!(
-            d.to_str().unwrap().ends_with(f[2]) && f[2].ends_with(&id),
-            "{line} vs {}",
-            d.display()
-        );
-    }
+    assert_in_container_cgroups(&proc_cg, &paths, &id);
 
     let mem = dir(&paths, "memory");
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "67108864");
@@ -228,16 +235,7 @@ fn exec_processes_are_in_every_cgroup_of_the_container() {
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let init_cg = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
     assert_eq!(own, init_cg);
-    for line in own.lines() {
-        let f: Vec<&str> = line.splitn(3, ':').collect();
-        let key = if f[1].is_empty() { "unified" } else { f[1] };
-        let d = dir(&paths, key.split(',').next().unwrap());
-        assert!(
-            d.to_str().unwrap().ends_with(f[2]) && f[2].ends_with(&id),
-            "{line} vs {}",
-            d.display()
-        );
-    }
+    assert_in_container_cgroups(&own, &paths, &id);
     let pids = dir(&paths, "pids");
     assert_eq!(read(&pids, "pids.current"), "2");
     // The limit of 2 holds for exec'd processes too: a third is refused.
