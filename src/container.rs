@@ -257,10 +257,23 @@ impl Runtime {
             .ctx(|| format!("start container {id:?}: connect to its init"))?;
         crate::fault::point("start:connected");
         let _ = std::fs::remove_file(locked.exec_socket());
-        let mut msg = String::new();
-        let _ = std::fs::File::from(sock).read_to_string(&mut msg);
+        // End of file once the process is exec'd; else why not: the init's
+        // message, or the exec error capsa's exec stub reports.
+        let mut msg = Vec::new();
+        let _ = std::fs::File::from(sock).read_to_end(&mut msg);
+        if let Some(e) = crate::exec_stub::exec_error(&msg) {
+            let program = st
+                .config
+                .pointer("/process/args/0")
+                .and_then(|a| a.as_str());
+            bail!(
+                "exec {:?}: {}",
+                program.unwrap_or_default(),
+                crate::error::errno_text(e)
+            );
+        }
         if !msg.is_empty() {
-            bail!("{msg}");
+            bail!("{}", String::from_utf8_lossy(&msg));
         }
         if has_hooks(st, Kind::Poststart) {
             let spec = stored_spec(st)?;

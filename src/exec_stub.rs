@@ -10,13 +10,16 @@
 //! container; anything there can then keep `/proc/PID/exe` open and write
 //! through it once the process is gone.
 //!
-//! So capsa never makes that exec itself. It execs the *stub*: a ~230-byte
-//! static program in a sealed memfd (`F_SEAL_WRITE|GROW|SHRINK|SEAL`),
-//! whose only job is `execve(argv[0], argv + 1, envp)`. While the kernel
-//! resolves the container program's interpreter, `/proc/self/exe` is that
-//! memfd: a `#!/proc/self/exe` script gets the stub (which just execs its
-//! arguments), and nothing can write it. The stub holds no file, no memory
-//! of capsa's, no privilege of its own.
+//! So capsa never makes that exec itself. It execs the *stub*: a static
+//! program of a few hundred bytes in a sealed memfd
+//! (`F_SEAL_WRITE|GROW|SHRINK|SEAL`), whose job is `execve(argv[1], argv +
+//! 2, envp)`. While the kernel resolves the container program's
+//! interpreter, `/proc/self/exe` is that memfd: a `#!/proc/self/exe` script
+//! gets the stub (which just execs its arguments), and nothing can write
+//! it. The stub holds no memory of capsa's and no privilege of its own; the
+//! one fd it is handed (argv[0]), it makes close-on-exec before the exec and
+//! writes the exec's error to should it fail, so `start`, `run` and `exec`
+//! report that error as a direct exec would have let them.
 //!
 //! Before that exec the process is capsa, and it is non-dumpable from birth
 //! (the parent clears the flag before it clones), so no container process
@@ -37,24 +40,76 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
-// The stub's code: position-independent, no data, no stack of its own.
+// The stub's code: position-independent, no data of its own.
 // At entry the kernel's stack holds argc, argv[0..argc], NULL, envp...
-// argc < 2 (no program, or no argv[0] for it) exits 127; a failed execve
-// exits 127 for ENOENT and 126 otherwise, as shells do.
+// argv[0] is the decimal number of the report fd (anything else: none),
+// argv[1] the program, argv[2..] its argv. The stub makes the report fd
+// close-on-exec (or closes it, if it cannot), then execs the program; the
+// program's exec thus closes the report fd, which its reader takes for
+// success. Should the exec fail, the stub writes [0, errno (16 bits, little
+// endian)] to the report fd and exits 127 for ENOENT, 126 otherwise, as
+// shells do. Fewer than 3 arguments: exit 127.
 #[cfg(target_arch = "x86_64")]
 std::arch::global_asm!(
     ".pushsection .rodata.capsa_exec_stub,\"a\"",
     ".globl capsa_exec_stub_code",
     "capsa_exec_stub_code:",
     "mov rax, qword ptr [rsp]",
-    "cmp rax, 2",
+    "cmp rax, 3",
     "jb capsa_exec_stub_not_found",
-    "mov rdi, qword ptr [rsp + 8]",
-    "lea rsi, [rsp + 16]",
+    // r12d = the report fd parsed from argv[0], or -1.
+    "mov rsi, qword ptr [rsp + 8]",
+    "xor r12d, r12d",
+    "movzx ecx, byte ptr [rsi]",
+    "test ecx, ecx",
+    "jz capsa_exec_stub_no_fd",
+    "capsa_exec_stub_digit:",
+    "sub ecx, 48",
+    "cmp ecx, 9",
+    "ja capsa_exec_stub_no_fd",
+    "cmp r12d, 100000000",
+    "jae capsa_exec_stub_no_fd",
+    "imul r12d, r12d, 10",
+    "add r12d, ecx",
+    "inc rsi",
+    "movzx ecx, byte ptr [rsi]",
+    "test ecx, ecx",
+    "jnz capsa_exec_stub_digit",
+    // fcntl(fd, F_SETFD, FD_CLOEXEC); failing that, close(fd) and no report.
+    "mov edi, r12d",
+    "mov esi, 2",
+    "mov edx, 1",
+    "mov eax, 72",
+    "syscall",
+    "test rax, rax",
+    "jz capsa_exec_stub_exec",
+    "mov edi, r12d",
+    "mov eax, 3",
+    "syscall",
+    "capsa_exec_stub_no_fd:",
+    "mov r12d, -1",
+    "capsa_exec_stub_exec:",
+    "mov rax, qword ptr [rsp]",
+    "mov rdi, qword ptr [rsp + 16]",
+    "lea rsi, [rsp + 24]",
     "lea rdx, [rsp + rax*8 + 16]",
     "mov eax, 59",
     "syscall",
-    "cmp rax, -2",
+    // Failed: rbx = errno; report it.
+    "mov rbx, rax",
+    "neg rbx",
+    "test r12d, r12d",
+    "js capsa_exec_stub_status",
+    "sub rsp, 16",
+    "mov byte ptr [rsp], 0",
+    "mov word ptr [rsp + 1], bx",
+    "mov edi, r12d",
+    "mov rsi, rsp",
+    "mov edx, 3",
+    "mov eax, 1",
+    "syscall",
+    "capsa_exec_stub_status:",
+    "cmp rbx, 2",
     "je capsa_exec_stub_not_found",
     "mov edi, 126",
     "jmp capsa_exec_stub_exit",
@@ -206,10 +261,20 @@ impl Stub {
     }
 
     /// A ready-to-run exec of `program` with `args` (its argv, argv[0]
-    /// included) and `env`, through the stub. Everything is allocated
-    /// here, so [`Launch::exec`] only makes system calls.
-    pub fn launch(&self, program: &CStr, args: &[CString], env: &[CString]) -> Launch {
-        let mut argv = Vec::with_capacity(args.len() + 1);
+    /// included) and `env`, through the stub. `report`: an fd the stub
+    /// keeps open across its own exec and writes the program's exec error to
+    /// (see [`exec_error`]); it is closed by the program's exec. Everything
+    /// is allocated here, so [`Launch::exec`] only makes system calls.
+    pub fn launch(
+        &self,
+        program: &CStr,
+        args: &[CString],
+        env: &[CString],
+        report: Option<RawFd>,
+    ) -> Launch {
+        let mut argv = Vec::with_capacity(args.len() + 2);
+        let fd = report.map_or_else(|| "-".to_string(), |fd| fd.to_string());
+        argv.push(CString::new(fd).expect("no NUL in a number"));
         argv.push(program.to_owned());
         if args.is_empty() {
             // execve with an empty argv would give the program none; as
@@ -234,6 +299,27 @@ impl Stub {
             _envp: envp,
         }
     }
+}
+
+/// The program's exec error if `msg` (what was read from a report fd) is
+/// the stub's report of one.
+pub fn exec_error(msg: &[u8]) -> Option<Errno> {
+    match msg {
+        [0, lo, hi, ..] => Some(Errno::from_raw(i32::from(u16::from_le_bytes([*lo, *hi])))),
+        _ => None,
+    }
+}
+
+/// A copy of `fd` for the stub to report through: not close-on-exec (so it
+/// survives the exec of the stub), numbered from `lowest` up (above the fds
+/// the program is given).
+pub fn report_fd(fd: std::os::fd::BorrowedFd<'_>, lowest: RawFd) -> nix::Result<OwnedFd> {
+    // SAFETY: F_DUPFD makes a new fd, not close-on-exec, that nothing else
+    // owns.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, lowest) };
+    let fd = Errno::result(r)?;
+    // SAFETY: see above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// One exec through the stub, prepared by [`Stub::launch`].
@@ -319,11 +405,20 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_stub_runs_programs_and_reports_failures() {
+        use std::io::Read;
         let stub = Stub::create().unwrap();
-        let run = |args: &[&str]| -> i32 {
+        // Runs args through the stub with a pipe as the report fd: the exit
+        // status, and what the stub wrote to the pipe.
+        let run = |args: &[&str]| -> (i32, Vec<u8>) {
             let args: Vec<CString> = args.iter().map(|a| CString::new(*a).unwrap()).collect();
             let (prog, rest) = args.split_first().unwrap();
-            let launch = stub.launch(prog, rest, &[c"X=1".to_owned()]);
+            let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+            let report = report_fd(std::os::fd::AsFd::as_fd(&wr), 10).unwrap();
+            let env = [
+                c"X=1".to_owned(),
+                CString::new(format!("R={}", report.as_raw_fd())).unwrap(),
+            ];
+            let launch = stub.launch(prog, rest, &env, Some(report.as_raw_fd()));
             let mut cmd = std::process::Command::new("/nonexistent");
             // SAFETY: exec() only makes system calls.
             unsafe {
@@ -331,10 +426,46 @@ mod tests {
                     Err(std::io::Error::from_raw_os_error(launch.exec() as i32))
                 });
             }
-            cmd.status().unwrap().code().unwrap()
+            let mut child = cmd.spawn().unwrap();
+            drop((wr, report));
+            let mut msg = Vec::new();
+            std::fs::File::from(rd).read_to_end(&mut msg).unwrap();
+            (child.wait().unwrap().code().unwrap(), msg)
         };
-        assert_eq!(run(&["/bin/sh", "sh", "-c", "[ \"$X\" = 1 ] && exit 7"]), 7);
-        assert_eq!(run(&["/nonexistent/prog", "prog"]), 127);
-        assert_eq!(run(&["/etc/hostname", "x"]), 126);
+        // The program runs, with its environment; the report fd is closed
+        // by its exec (nothing written), so it does not reach the program.
+        let (code, msg) = run(&[
+            "/bin/sh",
+            "sh",
+            "-c",
+            "[ \"$X\" = 1 ] && ! [ -e /proc/$$/fd/$R ] && exit 7",
+        ]);
+        assert_eq!((code, msg), (7, vec![]));
+        let (code, msg) = run(&["/nonexistent/prog", "prog"]);
+        assert_eq!(code, 127);
+        assert_eq!(exec_error(&msg), Some(Errno::ENOENT));
+        let dir = std::env::temp_dir().join(format!("capsa-stub-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, mode: u32| {
+            let p = dir.join(name);
+            std::fs::write(&p, "text\n").unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+            p.to_str().unwrap().to_string()
+        };
+        let (code, msg) = run(&[&file("not-executable", 0o644), "x"]);
+        assert_eq!(code, 126);
+        assert_eq!(exec_error(&msg), Some(Errno::EACCES));
+        let (code, msg) = run(&[&file("not-a-program", 0o755), "x"]);
+        assert_eq!(code, 126);
+        assert_eq!(exec_error(&msg), Some(Errno::ENOEXEC));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reports() {
+        assert_eq!(exec_error(&[0, 8, 0]), Some(Errno::ENOEXEC));
+        assert_eq!(exec_error(b"exec failed"), None);
+        assert_eq!(exec_error(&[]), None);
     }
 }

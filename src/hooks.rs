@@ -129,7 +129,8 @@ fn run_one(
             .flatten()
             .map(|e| cstr(e))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let launch = stub.launch(&path, &argv, &env);
+        // A failing exec shows as the hook's exit status (126, 127).
+        let launch = stub.launch(&path, &argv, &env, None);
         // SAFETY: Launch::exec only makes system calls. It replaces the
         // forked child once its stdin is set up; std's spawn reads the exec
         // through its close-on-exec pipe as usual.

@@ -317,10 +317,10 @@ fn write_program(ctx: &Ctx, name: &str, text: &str, mode: u32) {
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
 }
 
-/// A program that exists but the container's user may not execute: the
-/// check is made with the process's final user and groups, right before
-/// the exec, so `start` (and `run`) say so instead of the process just
-/// exiting 126; the container is then stopped and `delete` removes it.
+/// A program that exists but the container's user may not execute (the
+/// exec, with the process's final user and groups, fails in capsa's exec
+/// stub, which reports it): `start` and `run` say so; the container is then
+/// stopped and `delete` removes it.
 #[test]
 fn a_program_the_user_may_not_execute_is_reported_by_start() {
     let ctx = Ctx::new("noexec-user");
@@ -351,18 +351,33 @@ fn a_program_the_user_may_not_execute_is_reported_by_start() {
     assert_nothing_left(&ctx, &id);
 }
 
-/// A program the kernel cannot execute (text without a `#!` line): the
-/// exec through capsa's sealed stub fails there, and the container's
-/// process exits 126, as a shell's would; `run` returns that status.
+/// A program the kernel cannot execute (text without a `#!` line) or
+/// whose interpreter is missing: the exec fails in capsa's sealed stub,
+/// which reports the error back, so `start`, `run` and `exec` say so as a
+/// direct exec would have; `run` leaves nothing behind.
 #[test]
-fn a_program_the_kernel_cannot_execute_exits_126() {
+fn a_program_the_kernel_cannot_execute_is_reported() {
     let ctx = Ctx::new("enoexec");
     write_program(&ctx, "notaprogram", "just text\n", 0o755);
+    write_program(&ctx, "badinterp", "#!/nonexistent/sh\n", 0o755);
     let mut c = ctx.default_config();
-    c["process"]["args"] = json!(["/notaprogram"]);
-    ctx.write_config(&c);
     let id = ctx.id("c");
-    let out = ctx.capsa(&["run", "--bundle", ctx.bundle_str(), &id]);
-    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    for (prog, err) in [
+        ("/notaprogram", "exec format error"),
+        ("/badinterp", "no such file or directory"),
+    ] {
+        c["process"]["args"] = json!([prog]);
+        ctx.write_config(&c);
+        let out = ctx.capsa(&["run", "--bundle", ctx.bundle_str(), &id]);
+        assert_fails_with(&out, &format!("exec \"{prog}\": {err}"));
+        assert_nothing_left(&ctx, &id);
+    }
+    // exec into a running container.
+    c["process"]["args"] = json!(["sleep", "100"]);
+    ctx.write_config(&c);
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let out = ctx.capsa(&["exec", &id, "/notaprogram"]);
+    assert_fails_with(&out, "exec \"/notaprogram\": exec format error");
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
     assert_nothing_left(&ctx, &id);
 }

@@ -128,7 +128,7 @@ pub fn start(
                     seccomp,
                 )
             }) {
-                Ok(exec) => init::exec(&exec, Some(&child)),
+                Ok(exec) => init::exec(&exec, Some(&child), Some(child.as_fd())),
                 Err(e) => e.to_string(),
             };
             let _ = child.send(&Msg::Fail(msg));
@@ -160,6 +160,14 @@ pub fn start(
                     parent.send(&Msg::SeccompDone)?;
                 }
                 Some((Msg::Fail(m), _)) => return Err(Error::Msg(m)),
+                Some((Msg::ExecFailed(e), _)) => {
+                    let program = process.args().as_ref().and_then(|a| a.first());
+                    return Err(Error::msg(format!(
+                        "exec {:?}: {}",
+                        program.map(String::as_str).unwrap_or_default(),
+                        crate::error::errno_text(e)
+                    )));
+                }
                 Some((m, _)) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),
             }
         }

@@ -18,7 +18,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub struct Init<'a> {
@@ -50,8 +50,8 @@ pub struct Exec {
     env: Vec<CString>,
     /// A seccomp filter to install right before the exec.
     seccomp: Option<crate::seccomp::Prepared>,
-    /// Whether a seccomp filter is already in force (installed early).
-    filtered: bool,
+    /// The lowest fd the process is not given (3 + the fds it keeps).
+    first_free_fd: i32,
 }
 
 /// Compiles `linux.seccomp` of a config, if it has one, and checks that a
@@ -227,7 +227,6 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     // `start` under it.
     if let Some(f) = exec.seccomp.take_if(|f| f.uses_notify()) {
         install_seccomp(&f, &init.chan)?;
-        exec.filtered = true;
     }
     crate::logging::phase("init: seccomp, user, capabilities");
     Ok(exec)
@@ -333,6 +332,7 @@ pub fn finalize(
     set_rlimits(process)?;
     let env = with_home(process, env);
     let mut exec = find_executable(process, &env)?;
+    exec.first_free_fd = 3 + keep_fds as i32;
     if let Some(slave) = tty_slave {
         tty::make_controlling(slave)?;
     }
@@ -355,7 +355,6 @@ pub fn finalize(
             exec.seccomp = Some(f);
         } else {
             install_seccomp(&f, chan)?;
-            exec.filtered = true;
         }
     }
     if let Some(m) = &caps {
@@ -547,29 +546,17 @@ fn find_executable(process: &Process, env: &[String]) -> Result<Exec> {
             .map(|e| cstring(e, "process.env"))
             .collect::<Result<_>>()?,
         seccomp: None,
-        filtered: false,
+        first_free_fd: 3,
     })
 }
 
 /// Replaces this process with the user process; returns only on failure,
 /// with the message to report. `chan` takes a seccomp listener to the
 /// parent (the init installed a filter with one before it got here).
-pub fn exec(e: &Exec, chan: Option<&Channel>) -> String {
-    // With its final user and groups, may the process run the program? The
-    // stub would only exit 126 if not; said here, the error reaches
-    // `start`, `run` or `exec`. (Not under a filter already in force, which
-    // may not allow the check.)
-    if !e.filtered
-        && let Err(err) = nix::unistd::faccessat(
-            nix::fcntl::AT_FDCWD,
-            e.path.as_c_str(),
-            nix::unistd::AccessFlags::X_OK,
-            nix::fcntl::AtFlags::AT_EACCESS,
-        )
-        && matches!(err, nix::errno::Errno::EACCES | nix::errno::Errno::ENOENT)
-    {
-        return format!("exec {:?}: {}", e.path, crate::error::errno_text(err));
-    }
+/// `report`: where whoever waits for this exec reads its outcome (end of
+/// file: it happened); capsa's exec stub writes the program's exec error
+/// there (see [`crate::exec_stub::exec_error`]).
+pub fn exec(e: &Exec, chan: Option<&Channel>, report: Option<BorrowedFd<'_>>) -> String {
     if let Some(f) = &e.seccomp {
         let installed = match chan {
             Some(c) => install_seccomp(f, c),
@@ -580,7 +567,34 @@ pub fn exec(e: &Exec, chan: Option<&Channel>) -> String {
         }
     }
     let err = match crate::exec_stub::get() {
-        Some(stub) => stub.launch(&e.path, &e.args, &e.env).exec(),
+        Some(stub) => {
+            // A copy that survives the stub's exec (the stub makes it
+            // close-on-exec for the program's), above the program's fds.
+            let report = match report.map(|fd| crate::exec_stub::report_fd(fd, e.first_free_fd)) {
+                Some(Err(err)) => {
+                    return format!(
+                        "exec {:?}: report fd: {}",
+                        e.path,
+                        crate::error::errno_text(err)
+                    );
+                }
+                Some(Ok(fd)) => Some(fd),
+                None => None,
+            };
+            let err = stub
+                .launch(
+                    &e.path,
+                    &e.args,
+                    &e.env,
+                    report.as_ref().map(AsRawFd::as_raw_fd),
+                )
+                .exec();
+            return format!(
+                "exec {:?}: run capsa's exec stub: {}",
+                e.path,
+                crate::error::errno_text(err)
+            );
+        }
         None => nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err(),
     };
     format!("exec {:?}: {}", e.path, crate::error::errno_text(err))
@@ -653,7 +667,7 @@ fn wait_for_start_and_exec(
     {
         e.to_string()
     } else {
-        exec(&user, None)
+        exec(&user, None, Some(conn.as_fd()))
     };
     let _ = nix::unistd::write(&conn, msg.as_bytes());
     std::process::exit(127);

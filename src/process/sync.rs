@@ -33,6 +33,9 @@ pub enum Msg {
     Seccomp,
     /// parent → child: the listener was delivered.
     SeccompDone,
+    /// capsa's exec stub → parent: the program's exec failed (see
+    /// crate::exec_stub; the stub writes it, not capsa).
+    ExecFailed(nix::errno::Errno),
     /// child → parent: `mounts[N]` is idmapped; make it (the kernel lets
     /// only the host's root do that) and send it.
     IdmapMount(u32),
@@ -60,6 +63,12 @@ pub fn pair() -> Result<(Channel, Channel)> {
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
+impl std::os::fd::AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+}
+
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
         self.send_with_fd(msg, None)
@@ -76,6 +85,11 @@ impl Channel {
             Msg::HooksDone => b"D".to_vec(),
             Msg::Seccomp => b"S".to_vec(),
             Msg::SeccompDone => b"s".to_vec(),
+            Msg::ExecFailed(e) => {
+                let mut v = vec![0];
+                v.extend_from_slice(&(*e as u16).to_le_bytes());
+                v
+            }
             Msg::IdmapMount(i) => format!("I{i}").into_bytes(),
             Msg::IdmapMountFd => b"i".to_vec(),
             Msg::Fail(m) => {
@@ -160,6 +174,10 @@ impl Channel {
             },
             b'i' => Msg::IdmapMountFd,
             b'E' => Msg::Fail(String::from_utf8_lossy(&buf[1..n]).into_owned()),
+            0 => match crate::exec_stub::exec_error(&buf[..n]) {
+                Some(e) => Msg::ExecFailed(e),
+                None => return Err(Error::msg("sync socket: malformed exec report")),
+            },
             other => {
                 return Err(Error::msg(format!(
                     "sync socket: unexpected message {other:#x}"
