@@ -406,7 +406,11 @@ impl Runtime {
         crate::fault::point("delete:killed");
         crate::logging::phase("delete: init gone");
         if let Some(rec) = &st.cgroup {
-            cgroups::kill_and_destroy(rec)?;
+            // With a PID namespace of its own, the container's processes
+            // died with its init: what else is in a cgroup it shares (a
+            // cgroupsPath that existed before) belongs to someone else.
+            let strays = !new_pid_namespace(&st) || cgroups::all_made_by_create(rec);
+            cgroups::kill_and_destroy(rec, strays)?;
         }
         crate::fault::point("delete:cgroups");
         crate::logging::phase("delete: cgroups removed");
@@ -428,8 +432,13 @@ impl Runtime {
         let Some(fd) = init_pidfd(st) else {
             return Ok(());
         };
-        for p in container_processes(st) {
-            let _ = p.signal(libc::SIGKILL);
+        // The init of a PID namespace takes every process in it along; the
+        // others are killed one by one only without one (then they are
+        // what the cgroup holds, or what the namespace it joined holds).
+        if !new_pid_namespace(st) {
+            for p in container_processes(st) {
+                let _ = p.signal(libc::SIGKILL);
+            }
         }
         match fd.signal(libc::SIGKILL) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
@@ -587,6 +596,22 @@ fn container_processes(st: &State) -> Vec<PidFd> {
 /// The config the container was created with (kept in its state).
 fn stored_spec(st: &State) -> Result<oci_spec::runtime::Spec> {
     spec::parse(&st.config)
+}
+
+/// Whether the stored config gives the container a new PID namespace (one
+/// its init is PID 1 of, so that no process of it outlives the init).
+fn new_pid_namespace(st: &State) -> bool {
+    st.config
+        .pointer("/linux/namespaces")
+        .and_then(|n| n.as_array())
+        .is_some_and(|list| {
+            list.iter().any(|n| {
+                n.get("type").and_then(|t| t.as_str()) == Some("pid")
+                    && n.get("path")
+                        .and_then(|p| p.as_str())
+                        .is_none_or(str::is_empty)
+            })
+        })
 }
 
 /// Whether the stored config has hooks of `kind`: looked up in the JSON,

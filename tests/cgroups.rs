@@ -963,3 +963,108 @@ fn cgroups_path_absolute_relative_default_and_systemd() {
         "config.json: linux.cgroupsPath: \"/\" names the root cgroup",
     );
 }
+
+/// A cgroup made before the test (not by capsa) holding a host process:
+/// what a cgroupsPath shared with something else looks like. Dropping it
+/// kills the process and removes the directory.
+struct SharedCgroup {
+    dir: PathBuf,
+    host: std::process::Child,
+}
+
+impl SharedCgroup {
+    fn new(ctrl: &str, name: &str) -> SharedCgroup {
+        let dir = Path::new("/sys/fs/cgroup").join(ctrl).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let host = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        let shared = SharedCgroup { dir, host };
+        std::fs::write(
+            shared.dir.join("cgroup.procs"),
+            shared.host.id().to_string(),
+        )
+        .unwrap();
+        shared
+    }
+
+    fn procs(&self) -> Vec<i64> {
+        read(&self.dir, "cgroup.procs")
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SharedCgroup {
+    fn drop(&mut self) {
+        let _ = self.host.kill();
+        let _ = self.host.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.dir).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn delete_spares_the_other_processes_of_a_cgroup_it_did_not_make() {
+    if !v1_host() {
+        return;
+    }
+    let name = format!("capsa-test-shared-{}", std::process::id());
+    // Declared before the context, so dropped after its containers.
+    let shared = SharedCgroup::new("pids", &name);
+    let host = i64::from(shared.host.id());
+    let ctx = Ctx::new("capsa-cg-shared");
+    // A PID namespace of its own (the default): the container's processes
+    // are its init and the init's children.
+    let mut c = ctx.sh_config("sleep 1000 & exec sleep 1000");
+    c["linux"]["cgroupsPath"] = format!("/{name}").into();
+    let id = ctx.id("running");
+    let init = create(&ctx, &id, &c);
+    assert_ok(&ctx.capsa(&["start", &id]));
+    let paths = cgroup_dirs(&ctx, &id);
+    assert_eq!(dir(&paths, "pids"), shared.dir);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shared.procs().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut ours = shared.procs();
+    ours.retain(|p| *p != host);
+    assert_eq!(ours.len(), 2, "the init and its child: {ours:?}");
+    assert!(ours.contains(&init));
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+    assert!(!ours.iter().any(|p| alive(*p)), "{ours:?} survived");
+    assert!(
+        alive(host),
+        "delete killed a host process in the shared cgroup"
+    );
+    assert_eq!(shared.procs(), vec![host]);
+    assert!(
+        shared.dir.exists(),
+        "a busy cgroup capsa did not make was removed"
+    );
+    // The directories create made in the other hierarchies are gone.
+    let made: Vec<PathBuf> = all_dirs(&paths)
+        .into_iter()
+        .filter(|d| *d != shared.dir)
+        .collect();
+    assert!(!made.is_empty());
+    assert_gone(&made);
+
+    // The same for run in the foreground, whose container ends by itself.
+    let mut c = ctx.sh_config("echo done");
+    c["linux"]["cgroupsPath"] = format!("/{name}").into();
+    let out = ctx.run(&c);
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), "done");
+    assert!(
+        alive(host),
+        "run killed a host process in the shared cgroup"
+    );
+    assert_eq!(shared.procs(), vec![host]);
+}

@@ -347,19 +347,27 @@ pub fn signal_all(m: &dyn Manager, sig: i32) -> Result<()> {
 /// made below the ones create made), then the parents create made. A
 /// directory stays busy until its last process is reaped: that is waited
 /// out, boundedly. A directory that existed before the container is only
-/// removed if it is empty.
+/// removed if it is empty at once.
 pub fn destroy(rec: &Record) -> Result<()> {
     for dir in rec.dirs() {
         if rec.created.iter().any(|c| c == dir) {
             remove_tree(dir)?;
         } else {
-            match remove_dir(dir) {
-                Ok(()) | Err(Errno::EBUSY | Errno::ENOTEMPTY) => {}
+            // Not ours: removed when it is empty now, not waited for.
+            match rmdir(dir) {
+                Ok(()) | Err(Errno::ENOENT | Errno::EBUSY | Errno::ENOTEMPTY) => {}
                 Err(e) => return Err(e).ctx(|| format!("remove cgroup {}", dir.display())),
             }
         }
     }
-    for dir in rec.created.iter().rev() {
+    let dirs = rec.dirs();
+    // The parents create made (the container's own are gone by now).
+    for dir in rec
+        .created
+        .iter()
+        .rev()
+        .filter(|c| !dirs.contains(&c.as_path()))
+    {
         match rmdir(dir) {
             // Shared with another container, or gone already.
             Ok(()) | Err(Errno::ENOENT | Errno::EBUSY | Errno::ENOTEMPTY | Errno::EEXIST) => {}
@@ -369,17 +377,26 @@ pub fn destroy(rec: &Record) -> Result<()> {
     Ok(())
 }
 
-/// Kills whatever is left in the container's cgroup (processes outlive
-/// the init without a PID namespace of its own), then [`destroy`]s it.
-pub fn kill_and_destroy(rec: &Record) -> Result<()> {
+/// Kills whatever is left in the container's cgroup when `strays` may
+/// belong to it (processes outlive the init without a PID namespace of its
+/// own), then [`destroy`]s it.
+pub fn kill_and_destroy(rec: &Record, strays: bool) -> Result<()> {
     let m = open(rec);
-    if pids(m.as_ref()).is_ok_and(|p| !p.is_empty()) {
+    if strays && pids(m.as_ref()).is_ok_and(|p| !p.is_empty()) {
         signal_all(m.as_ref(), libc::SIGKILL)?;
     }
     if m.is_frozen() {
         m.freeze(false)?;
     }
     destroy(rec)
+}
+
+/// Whether every directory of the container is one `create` made, so
+/// that whatever runs in them is the container's.
+pub fn all_made_by_create(rec: &Record) -> bool {
+    rec.dirs()
+        .iter()
+        .all(|d| rec.created.iter().any(|c| c == d))
 }
 
 /// Whether the container's processes are frozen (paused).
@@ -391,7 +408,15 @@ fn rmdir(dir: &Path) -> std::result::Result<(), Errno> {
     std::fs::remove_dir(dir).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
+/// Removes `dir` and the cgroups below it. The plain rmdir is tried first:
+/// it is all a cgroup without children needs (the usual case), and only a
+/// busy one is listed for children.
 fn remove_tree(dir: &Path) -> Result<()> {
+    match rmdir(dir) {
+        Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::EBUSY | Errno::ENOTEMPTY) => {}
+        Err(e) => return Err(e).ctx(|| format!("remove cgroup {}", dir.display())),
+    }
     for sub in subdirs(dir) {
         remove_tree(&sub)?;
     }
