@@ -274,7 +274,28 @@ impl Locked {
         // processes too. The rename alone keeps readers from seeing half.
         f.write_all(&data)
             .ctx(|| format!("write {}", tmp.display()))?;
-        fs::rename(&tmp, &path).ctx(|| format!("rename {}", path.display()))
+        // Swapped with the current state, whose old copy is then unlinked,
+        // rather than renamed over it: ext4 (auto_da_alloc) starts writing
+        // a file out when it replaces another by rename, which costs each
+        // save 0.1-0.2 ms and the final unlink as much again. The exchange
+        // is as atomic for readers. A first save, or a filesystem without
+        // RENAME_EXCHANGE, takes the plain rename.
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        match renameat2(
+            AT_FDCWD,
+            &tmp,
+            AT_FDCWD,
+            &path,
+            RenameFlags::RENAME_EXCHANGE,
+        ) {
+            Ok(()) => {
+                // The old state, now under the temporary name: a save
+                // truncates it and a delete removes it should this fail.
+                let _ = fs::remove_file(&tmp);
+                Ok(())
+            }
+            Err(_) => fs::rename(&tmp, &path).ctx(|| format!("rename {}", path.display())),
+        }
     }
 
     /// Removes the whole state directory: state.json first, so that the
