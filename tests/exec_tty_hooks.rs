@@ -252,8 +252,18 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
     c["annotations"] = json!({"k": "v"});
     c["hooks"] = json!({
         "prestart": [hook("/bin/sh", &record("prestart", &l))],
-        "createRuntime": [hook("/bin/sh", &record("createRuntime", &l))],
-        "createContainer": [hook("/bin/sh", &record("createContainer", &l))],
+        "createRuntime": [
+            hook("/bin/sh", &record("createRuntime", &l)),
+            // Where the init is by now: in the container's cgroups.
+            hook("/bin/sh", &format!(
+                "pid=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p'); \
+                 cat /proc/$pid/cgroup > {l}/cgroup.createRuntime"
+            ))
+        ],
+        "createContainer": [
+            hook("/bin/sh", &record("createContainer", &l)),
+            hook("/bin/sh", &format!("cat /proc/self/cgroup > {l}/cgroup.createContainer"))
+        ],
         "startContainer": [hook("/bin/sh", &record("startContainer", "/hooklog"))],
         "poststart": [hook("/bin/sh", &record("poststart", &l))],
         "poststop": [hook("/bin/sh", &record("poststop", &l))]
@@ -293,6 +303,23 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
     assert_eq!(state("poststart")["status"], "running");
     assert_eq!(state("poststop")["status"], "stopped");
     assert_eq!(state("createRuntime")["bundle"], ctx.bundle_str());
+    // The init was in every cgroup of the container when the hooks ran,
+    // and so were the ones run in the container (whose cgroup namespace
+    // is rooted there).
+    let cgroups = |k: &str| std::fs::read_to_string(log.join(format!("cgroup.{k}"))).unwrap();
+    let init = cgroups("createRuntime");
+    assert!(init.lines().count() > 1, "{init}");
+    for line in init.lines() {
+        assert!(
+            line.ends_with(&format!("/{id}")),
+            "createRuntime: {line}\n{init}"
+        );
+    }
+    let inside = cgroups("createContainer");
+    assert!(inside.lines().count() > 1, "{inside}");
+    for line in inside.lines() {
+        assert!(line.ends_with(":/"), "createContainer: {line}\n{inside}");
+    }
 }
 
 #[test]

@@ -448,26 +448,26 @@ fn mkdir_all(
     created: &mut Vec<PathBuf>,
     fresh: &mut dyn FnMut(&Path) -> Result<()>,
 ) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut p = dir;
-    while !p.exists() {
-        missing.push(p.to_path_buf());
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => break,
-        }
-    }
-    for d in missing.into_iter().rev() {
-        match std::fs::create_dir(&d) {
-            Ok(()) => {
-                created.push(d.clone());
-                fresh(&d)?;
+    // The directory first: its parents usually exist, and are only looked
+    // at when it cannot be made for want of one.
+    let made = match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match dir.parent() {
+            Some(parent) => {
+                mkdir_all(parent, created, fresh)?;
+                std::fs::create_dir(dir)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).ctx(|| format!("create cgroup {}", d.display())),
+            None => Err(e),
+        },
+        r => r,
+    };
+    match made {
+        Ok(()) => {
+            created.push(dir.to_path_buf());
+            fresh(dir)
         }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).ctx(|| format!("create cgroup {}", dir.display())),
     }
-    Ok(())
 }
 
 /// Writes `value` to the control file `dir/file` (opened without O_CREAT,
