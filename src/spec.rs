@@ -229,14 +229,14 @@ fn check_lsm(spec: &Spec) -> Result<()> {
             "AppArmor is not enabled on this host",
         ));
     }
-    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
-    if set(process.and_then(|p| p.selinux_label().as_ref())) && !selinux {
+    let selinux = || Path::new("/sys/fs/selinux/enforce").exists();
+    if set(process.and_then(|p| p.selinux_label().as_ref())) && !selinux() {
         return Err(field_err(
             "process.selinuxLabel",
             "SELinux is not enabled on this host",
         ));
     }
-    if set(spec.linux().as_ref().and_then(|l| l.mount_label().as_ref())) && !selinux {
+    if set(spec.linux().as_ref().and_then(|l| l.mount_label().as_ref())) && !selinux() {
         return Err(field_err(
             "linux.mountLabel",
             "SELinux is not enabled on this host",
