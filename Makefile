@@ -13,14 +13,31 @@ ROOTFS   := $(BUNDLE)/rootfs
 # relocation table to read and no relocated data to dirty at each start),
 # with the functions everyday commands run linked first and together
 # (scripts/hot-symbols.py writes the list), so a capsa process maps a
-# fraction of its code. Built for the host triple explicitly, so these flags
-# reach capsa and its dependencies but not the proc-macros.
+# fraction of its code. Linked against musl where the toolchain has its
+# standard library (fetched with rustup if it can be): glibc's static
+# start-up probes the CPU's caches with cpuid, a trap in a VM, 0.4 ms of
+# every capsa command here; otherwise against glibc. Built for that target
+# explicitly, so these flags reach capsa and its dependencies but not the
+# proc-macros. `make TARGET=...` picks one.
 HOST     := $(shell rustc -vV | sed -n 's/^host: //p')
-RELEASE_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static
-HOT_ORDER := -C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/scripts/hot-symbols.txt \
-             -C link-arg=-Wl,--no-warn-symbol-ordering
+MUSL     := $(subst -gnu,-musl,$(HOST))
+ifeq ($(origin TARGET),undefined)
+TARGET   := $(shell rustup target list --installed 2>/dev/null | grep -qx '$(MUSL)' || \
+              rustup target add $(MUSL) >/dev/null 2>&1; \
+              rustup target list --installed 2>/dev/null | grep -qx '$(MUSL)' && echo $(MUSL) || echo $(HOST))
+$(if $(filter $(HOST),$(TARGET)),$(info capsa: building against glibc ($(MUSL) could not be installed: rustup target add $(MUSL))))
+endif
+# lld for the code order: the toolchain's own (the gnu target's default
+# linker; the musl one would take the system's ld).
+GCC_LD   := $(shell rustc --print sysroot)/lib/rustlib/$(HOST)/bin/gcc-ld
+LLD      := $(if $(filter %-musl,$(TARGET)),$(if $(wildcard $(GCC_LD)/ld.lld),-C link-arg=-fuse-ld=lld -C link-arg=-B$(GCC_LD)))
+HOT_LIST := scripts/hot-symbols.$(TARGET).txt
+ORDER_FLAGS := -C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/$(HOT_LIST) \
+               -C link-arg=-Wl,--no-warn-symbol-ordering
+HOT_ORDER := $(if $(and $(wildcard $(HOT_LIST)),$(or $(LLD),$(filter %-gnu,$(TARGET)))),$(ORDER_FLAGS))
+RELEASE_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static $(LLD)
 RELEASE  := RUSTFLAGS="$(RELEASE_RUSTFLAGS) $(HOT_ORDER)" $(CARGO)
-CAPSA    := target/$(HOST)/release/capsa
+CAPSA    := target/$(TARGET)/release/capsa
 # capsa with the crash points of src/fault.rs, for tests/crash.rs: a debug
 # build (quick to compile) in its own target dir, never the shipped binary.
 FAULT_TARGET := target/fault
@@ -36,7 +53,7 @@ build:
 	$(CARGO) build
 
 release:
-	$(RELEASE) build --release --target $(HOST)
+	$(RELEASE) build --release --target $(TARGET)
 
 # Debian packages the project needs (busybox-static for every rootfs).
 deps:
@@ -62,9 +79,9 @@ fault-build:
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
 
 test: deps integration-deps
-	$(RELEASE) build --release --target $(HOST)
+	$(RELEASE) build --release --target $(TARGET)
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
-	BUSYBOX=$(BUSYBOX) $(RELEASE) test --release --target $(HOST) -- --test-threads=4
+	BUSYBOX=$(BUSYBOX) $(RELEASE) test --release --target $(TARGET) -- --test-threads=4
 	# The fuzz regressions once more with overflow checks (a debug build,
 	# sharing the fault build's dependencies): some crashes are overflows.
 	$(CARGO) test --features fault-injection --target-dir $(FAULT_TARGET) --test fuzz_regressions
@@ -87,7 +104,7 @@ fuzz:
 # host is compared with before: mounts, cgroups, fds, entries under --root.
 soak: release bundle
 	SOAK_LIFECYCLES=$(SOAK_LIFECYCLES) BUSYBOX=$(BUSYBOX) \
-	  $(RELEASE) test --release --target $(HOST) --test stress -- --ignored --nocapture soak
+	  $(RELEASE) test --release --target $(TARGET) --test stress -- --ignored --nocapture soak
 
 # capsa against runc and crun (Debian's), interleaved; prints a table and writes BENCHMARKS.md.
 # BENCH_ARGS passes options to bench/bench.py, e.g. make bench BENCH_ARGS="-n 100".
@@ -99,7 +116,7 @@ bench: release bundle
 # Regenerates scripts/hot-symbols.txt from what the commands really run
 # (root, offline; commit the result). Not in CI: the list only orders code.
 hot-symbols: bundle
-	CAPSA_RELEASE_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" python3 scripts/hot-symbols.py
+	CAPSA_TARGET=$(TARGET) CAPSA_RELEASE_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" python3 scripts/hot-symbols.py
 	$(MAKE) release
 
 clean:

@@ -27,5 +27,11 @@ fn main() {
             println!("cargo:rerun-if-changed={p}");
         }
     }
-    println!("cargo:rerun-if-changed=scripts/hot-symbols.txt");
+    // One list per target (scripts/hot-symbols.TARGET.txt).
+    for entry in std::fs::read_dir("scripts").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("hot-symbols.") && name.ends_with(".txt") {
+            println!("cargo:rerun-if-changed=scripts/{name}");
+        }
+    }
 }

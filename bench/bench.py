@@ -53,10 +53,12 @@ class RuntimeFailed(Exception):
 
 
 def capsa_binary():
-    """Where `make release` puts capsa: target/<host triple>/release/capsa."""
+    """Where `make release` puts capsa: target/<triple>/release/capsa, the host's musl triple if
+    that build exists (the Makefile's choice when it can), else the host's own."""
     host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout
     triple = next((l.split()[1] for l in host.splitlines() if l.startswith("host:")), "")
-    return os.path.join(REPO, "target", triple, "release", "capsa")
+    musl = os.path.join(REPO, "target", triple.replace("-gnu", "-musl"), "release", "capsa")
+    return musl if os.path.exists(musl) else os.path.join(REPO, "target", triple, "release", "capsa")
 
 
 def build_spawner():

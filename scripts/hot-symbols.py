@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerates scripts/hot-symbols.txt: the functions capsa's everyday commands execute, which the
+"""Regenerates scripts/hot-symbols.TARGET.txt (TARGET: $CAPSA_TARGET, else the host's triple; one
+list per C library, whose functions are in it too): the functions capsa's everyday commands execute, which the
 release build links first and together (lld --symbol-ordering-file; see the Makefile's HOT_ORDER).
 
 Why: the kernel maps a program's code in 64 KiB windows around each page it touches (fault-around),
@@ -12,7 +13,7 @@ How (root, offline; neither the build nor the tests run this):
   2. run the workloads in stages, most common first (`--version` and a failed `state`; `run`; the
      create/start/state/delete lifecycle; exec, ps, pause/resume, kill, list, spec and failures):
      a. under valgrind's callgrind, which names every function the capsa command itself runs
-        (glibc's included; a container's init cannot run under valgrind, which lacks openat2);
+        (the C library's included; a container's init cannot run under valgrind, which lacks openat2);
      b. for real, with the disk's readahead off and the copy dropped from the page cache, so a page
         fault reads exactly the page it needs: the pages mincore() then finds cached are those some
         process touched, the container's init included, and with one function per page, the Rust
@@ -36,7 +37,6 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(REPO, "scripts", "hot-symbols.txt")
 PROFILE_TARGET = os.path.join(REPO, "target", "hot-profile")
 PAGE = mmap.PAGESIZE
 
@@ -189,7 +189,8 @@ def stages(bundle, root):
 def main():
     if os.geteuid() != 0:
         sys.exit("hot-symbols: needs root (containers, the readahead setting)")
-    triple = host_triple()
+    triple = os.environ.get("CAPSA_TARGET") or host_triple()
+    out = os.path.join(REPO, "scripts", f"hot-symbols.{triple}.txt")
     binary = build_profiling_binary(triple)
     bundle_src = os.path.join(REPO, "bundles", "busybox")
     work = tempfile.mkdtemp(prefix="capsa-hot.", dir=os.path.join(REPO, "target"))
@@ -271,9 +272,9 @@ def main():
         for cid in ("hot-c", "hot-d", "hot-run"):
             subprocess.run([capsa, "--root", root, "delete", "--force", cid], stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
-    with open(OUT, "w") as f:
+    with open(out, "w") as f:
         f.write("\n".join(order) + "\n")
-    print(f"hot-symbols: {len(order)} functions written to {OUT}")
+    print(f"hot-symbols: {len(order)} functions written to {out}")
 
 
 if __name__ == "__main__":

@@ -280,14 +280,7 @@ impl Locked {
         // save 0.1-0.2 ms and the final unlink as much again. The exchange
         // is as atomic for readers. A first save, or a filesystem without
         // RENAME_EXCHANGE, takes the plain rename.
-        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-        match renameat2(
-            AT_FDCWD,
-            &tmp,
-            AT_FDCWD,
-            &path,
-            RenameFlags::RENAME_EXCHANGE,
-        ) {
+        match crate::sys::exchange(&tmp, &path) {
             Ok(()) => {
                 // The old state, now under the temporary name: a save
                 // truncates it and a delete removes it should this fail.

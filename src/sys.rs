@@ -126,10 +126,35 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Returns the heap's free memory to the system (glibc's malloc_trim).
+/// Returns the heap's free memory to the system (glibc's malloc_trim;
+/// musl's malloc gives freed memory back by itself).
 pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases memory malloc holds free.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0)
+    };
+}
+
+/// renameat2(2) with RENAME_EXCHANGE: swaps `a` and `b` atomically (both
+/// must exist). Called directly: not every libc capsa builds with wraps it.
+pub fn exchange(a: &std::path::Path, b: &std::path::Path) -> Result<(), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: both paths are NUL-terminated strings alive for the call;
+    // the kernel only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(Errno::last()) }
 }
 
 /// Marks every fd from `first` up as close-on-exec.

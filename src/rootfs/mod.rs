@@ -344,7 +344,8 @@ fn kept_flags(fd: BorrowedFd<'_>) -> MsFlags {
             (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
             (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
             (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            // ST_RELATIME, which not every libc names.
+            (FsFlags::from_bits_retain(0x1000), MsFlags::MS_RELATIME),
             (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
         ] {
             if f.contains(st_flag) {
