@@ -23,7 +23,7 @@ HOST     := $(shell rustc -vV | sed -n 's/^host: //p')
 MUSL     := $(subst -gnu,-musl,$(HOST))
 ifeq ($(origin TARGET),undefined)
 TARGET   := $(shell rustup target list --installed 2>/dev/null | grep -qx '$(MUSL)' || \
-              rustup target add $(MUSL) >/dev/null 2>&1; \
+              timeout 120 rustup target add $(MUSL) >/dev/null 2>&1; \
               rustup target list --installed 2>/dev/null | grep -qx '$(MUSL)' && echo $(MUSL) || echo $(HOST))
 $(if $(filter $(HOST),$(TARGET)),$(info capsa: building against glibc ($(MUSL) could not be installed: rustup target add $(MUSL))))
 endif
