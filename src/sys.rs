@@ -126,8 +126,8 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Returns the heap's free memory to the system (glibc's malloc_trim;
-/// musl's malloc gives freed memory back by itself).
+/// Returns the heap's free memory to the system (glibc's malloc_trim; the
+/// musl build's dlmalloc keeps its few 64 KiB areas).
 pub fn trim_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases memory malloc holds free.
