@@ -113,7 +113,7 @@ bench: release bundle
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc crun; }
 	python3 bench/bench.py --capsa $(CAPSA) $(BENCH_ARGS)
 
-# Regenerates scripts/hot-symbols.txt from what the commands really run
+# Regenerates scripts/hot-symbols.$(TARGET).txt from what the commands really run
 # (root, offline; commit the result). Not in CI: the list only orders code.
 hot-symbols: bundle
 	CAPSA_TARGET=$(TARGET) CAPSA_RELEASE_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" python3 scripts/hot-symbols.py

@@ -266,11 +266,10 @@ impl Runtime {
                 .config
                 .pointer("/process/args/0")
                 .and_then(|a| a.as_str());
-            bail!(
-                "exec {:?}: {}",
+            return Err(crate::exec_stub::exec_failed(
                 program.unwrap_or_default(),
-                crate::error::errno_text(e)
-            );
+                e,
+            ));
         }
         if !msg.is_empty() {
             bail!("{}", String::from_utf8_lossy(&msg));

@@ -301,6 +301,12 @@ impl Stub {
     }
 }
 
+/// The error for a program the stub could not exec, worded as capsa words
+/// a failed exec of its own (`exec "PROGRAM": CAUSE`).
+pub fn exec_failed(program: &str, e: Errno) -> crate::error::Error {
+    crate::error::Error::msg(format!("exec {program:?}: {}", crate::error::errno_text(e)))
+}
+
 /// The program's exec error if `msg` (what was read from a report fd) is
 /// the stub's report of one.
 pub fn exec_error(msg: &[u8]) -> Option<Errno> {

@@ -405,7 +405,7 @@ pub fn is_frozen(rec: &Record) -> bool {
 }
 
 fn rmdir(dir: &Path) -> std::result::Result<(), Errno> {
-    std::fs::remove_dir(dir).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    std::fs::remove_dir(dir).map_err(|e| errno_of(&e))
 }
 
 /// Removes `dir` and the cgroups below it. The plain rmdir is tried first:

@@ -113,7 +113,6 @@ pub fn start(
         (None, born) => {
             drop(parent);
             let _ = opts.sigmask.thread_set_mask();
-            init::protect_binary();
             let joined = match join.map(|j| j.join_self(born)) {
                 Some(Err(e)) => Err(e),
                 _ => Ok(()),
@@ -162,11 +161,8 @@ pub fn start(
                 Some((Msg::Fail(m), _)) => return Err(Error::Msg(m)),
                 Some((Msg::ExecFailed(e), _)) => {
                     let program = process.args().as_ref().and_then(|a| a.first());
-                    return Err(Error::msg(format!(
-                        "exec {:?}: {}",
-                        program.map(String::as_str).unwrap_or_default(),
-                        crate::error::errno_text(e)
-                    )));
+                    let program = program.map(String::as_str).unwrap_or_default();
+                    return Err(crate::exec_stub::exec_failed(program, e));
                 }
                 Some((m, _)) => return Err(Error::msg(format!("sync socket: unexpected {m:?}"))),
             }
