@@ -212,6 +212,34 @@ pub fn plan(spec: &Spec) -> Plan {
     p
 }
 
+/// Checks, by asking the kernel, that `fd` is a namespace of type `t`.
+pub fn check_type(t: LinuxNamespaceType, fd: &OwnedFd) -> std::result::Result<(), String> {
+    use std::os::fd::AsFd;
+    match crate::sys::ns_type(fd.as_fd()) {
+        Ok(got) if got == t as libc::c_int => Ok(()),
+        Ok(got) => Err(format!(
+            "not a {} namespace (it is a {} namespace)",
+            ns_name(t),
+            type_of_flag(got).map_or("different", ns_name)
+        )),
+        Err(nix::errno::Errno::ENOTTY | nix::errno::Errno::EINVAL) => Err(format!(
+            "not a {} namespace (not a namespace file)",
+            ns_name(t)
+        )),
+        Err(e) => Err(format!(
+            "its namespace type: {}",
+            crate::error::errno_text(e)
+        )),
+    }
+}
+
+fn type_of_flag(bits: libc::c_int) -> Option<LinuxNamespaceType> {
+    use LinuxNamespaceType::*;
+    [Mount, Cgroup, Uts, Ipc, User, Pid, Network, Time]
+        .into_iter()
+        .find(|t| *t as libc::c_int == bits)
+}
+
 impl Plan {
     pub fn has(&self, t: LinuxNamespaceType) -> bool {
         self.types.contains(&t)
@@ -228,19 +256,7 @@ impl Plan {
             );
             let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
                 .ctx(|| field.clone())?;
-            let link = std::fs::read_link(format!(
-                "/proc/self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(&fd)
-            ))
-            .ctx(|| field.clone())?;
-            let link = link.to_string_lossy();
-            let want = format!("{}:[", proc_name(*t));
-            if !link.starts_with(&want) {
-                return Err(Error::msg(format!(
-                    "{field}: not a {} namespace (it is {link})",
-                    ns_name(*t)
-                )));
-            }
+            check_type(*t, &fd).map_err(|why| Error::msg(format!("{field}: {why}")))?;
             out.push((*t, fd));
         }
         Ok(out)

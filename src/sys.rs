@@ -38,6 +38,19 @@ pub fn clone_into_namespaces(ns_flags: libc::c_int) -> Result<Option<Pid>, Errno
     }
 }
 
+/// The type of the namespace an nsfs file descriptor refers to, as its
+/// `CLONE_NEW*` flag (the `NS_GET_NSTYPE` ioctl, Linux 4.11). The kernel's
+/// answer holds for every form of namespace file: a `/proc/PID/ns/*` link,
+/// or an nsfs file bind-mounted elsewhere (`ip netns`, CNI), whose fd link
+/// text is its path rather than `net:[...]`. ENOTTY: not a namespace.
+pub fn ns_type(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb7 << 8 | 0x3; // _IO(0xb7, 0x3)
+    // SAFETY: the ioctl takes no argument and only reads the fd, which the
+    // borrow keeps open for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if r < 0 { Err(Errno::last()) } else { Ok(r) }
+}
+
 /// `struct clone_args` of <linux/sched.h>, up to `cgroup` (CLONE_ARGS_SIZE_VER2).
 #[repr(C)]
 #[derive(Default)]

@@ -53,6 +53,8 @@ fn open_namespaces(spec: &Spec, init_pid: i32) -> Result<Vec<(LinuxNamespaceType
             Mode::empty(),
         )
         .ctx(|| format!("open {path}"))?;
+        crate::namespaces::check_type(ns.typ(), &fd)
+            .map_err(|why| crate::error::Error::msg(format!("{path}: {why}")))?;
         out.push((ns.typ(), fd));
     }
     out.sort_by_key(|(t, _)| crate::namespaces::join_order(*t));

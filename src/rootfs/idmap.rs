@@ -345,15 +345,15 @@ fn refusal(source: &Path, recursive: bool, userns: BorrowedFd<'_>, e: Errno) -> 
 }
 
 /// One line of mountinfo: mount id, mount point, filesystem type.
-struct MountLine {
-    id: u64,
-    point: PathBuf,
-    fstype: String,
+pub(crate) struct MountLine {
+    pub id: u64,
+    pub point: PathBuf,
+    pub fstype: String,
 }
 
 /// This thread's mounts (/proc/thread-self: capsa's main thread is in
 /// another mount namespace).
-fn mount_lines() -> Vec<MountLine> {
+pub(crate) fn mount_lines() -> Vec<MountLine> {
     let text = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
     text.lines().filter_map(parse_mount_line).collect()
 }

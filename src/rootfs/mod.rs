@@ -38,12 +38,23 @@ impl Rootfs<'_> {
     /// reachable for the `/proc/self/fd` names of opened paths.
     pub fn prepare(&self) -> Result<()> {
         let linux = self.spec.linux().as_ref();
-        // Nothing mounted from here on may propagate back to the host.
-        let setup_prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        // Nothing mounted from here on may propagate back to the host,
+        // unless the config asks for a shared root (Kubernetes'
+        // Bidirectional volumes): then `/` stays in the host's peer groups,
+        // so that a shared volume bound below stays a peer of its host
+        // source, and only the mount the rootfs sits on is made private, so
+        // that the rootfs and the mounts made on it do not reach the host.
+        let prop = linux.and_then(|l| l.rootfs_propagation().as_deref());
+        let shared = matches!(prop, Some("shared") | Some("rshared"));
+        let setup_prop = match prop {
+            Some("shared") | Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
             Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
             _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         };
-        mount(NONE, "/", NONE, setup_prop, NONE).ctx(|| "make / a slave mount")?;
+        mount(NONE, "/", NONE, setup_prop, NONE).ctx(|| "set the propagation of /")?;
+        if shared {
+            make_parent_private(self.rootfs)?;
+        }
         mount(
             Some(self.rootfs),
             self.rootfs,
@@ -469,4 +480,23 @@ fn write_sysctl(root: BorrowedFd<'_>, key: &str, value: &str) -> Result<()> {
     }
     nix::unistd::write(&fd, value.as_bytes()).ctx(|| format!("{field}: write {value:?}"))?;
     Ok(())
+}
+
+/// Makes the mount `rootfs` lies on private in this mount namespace (only
+/// this namespace's copy leaves its peer group), so that binding the
+/// rootfs and mounting on it propagate nowhere.
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let id = crate::sys::mount_id(rootfs).ctx(|| format!("statx {}", rootfs.display()))?;
+    let point = idmap::mount_lines()
+        .into_iter()
+        .find(|l| l.id == id)
+        .map(|l| l.point)
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "the mount {} is on is not in /proc/thread-self/mountinfo",
+                rootfs.display()
+            ))
+        })?;
+    mount(NONE, &point, NONE, MsFlags::MS_PRIVATE, NONE)
+        .ctx(|| format!("make {} (the rootfs's mount) private", point.display()))
 }
