@@ -316,6 +316,9 @@ impl Runtime {
             _ => {}
         }
         let fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
+        // Without a PID namespace of its own, the init's death does not take
+        // the other processes along: SIGKILL goes to all of them (runc 1.2).
+        let all = all || (sig == libc::SIGKILL && !new_pid_namespace(&st));
         match &st.cgroup {
             Some(rec) if all => {
                 cgroups::signal_all(cgroups::open(rec).as_ref(), sig)?;

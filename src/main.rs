@@ -515,10 +515,10 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
     ];
     let mut out = Vec::new();
     let mut positionals = 0;
-    let mut is_exec = false;
+    let mut command = String::new();
     let mut value_next = false;
     for (i, a) in args.enumerate() {
-        if i == 0 || (is_exec && positionals >= 2) {
+        if i == 0 || (command == "exec" && positionals >= 2) {
             out.push(a);
             continue;
         }
@@ -530,19 +530,30 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         if let Some(flag) = a.strip_prefix('-') {
             let long = flag.strip_prefix('-');
             let name = long.unwrap_or(flag);
-            let (name, has_value) = match name.split_once('=') {
-                Some((n, _)) => (n, true),
-                None => (name, false),
+            let (name, value) = match name.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (name, None),
             };
-            value_next = !has_value && TAKES_VALUE.contains(&name);
+            value_next = value.is_none() && TAKES_VALUE.contains(&name);
+            let dashes = if name.len() > 1 { "--" } else { "-" };
+            // `--flag=true` / `--flag=false` (Go's boolean flags): the
+            // flag, or nothing. Any other value is left for clap to refuse.
+            if let Some(on) = value.and_then(go_bool)
+                && is_bool_flag(name, &command)
+            {
+                if on {
+                    out.push(format!("{dashes}{name}"));
+                }
+                continue;
+            }
             if long.is_none() && name.len() > 1 && LONG.contains(&name) {
                 out.push(format!("-{a}"));
                 continue;
             }
         } else {
             positionals += 1;
-            if positionals == 1 && a == "exec" {
-                is_exec = true;
+            if positionals == 1 {
+                command = a.clone();
             }
         }
         out.push(a);
@@ -550,9 +561,62 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// A boolean as Go's strconv.ParseBool reads it (what runc's flags take).
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether `name` (without dashes) is a boolean flag of capsa, globally or
+/// of `command`.
+fn is_bool_flag(name: &str, command: &str) -> bool {
+    const BOOL: &[&str] = &[
+        "debug",
+        "systemd-cgroup",
+        "no-pivot",
+        "no-new-keyring",
+        "detach",
+        "keep",
+        "force",
+        "all",
+        "stats",
+        "quiet",
+        "version",
+        "help",
+        "tty",
+        "no-new-privs",
+        "no-subreaper",
+        "ignore-paused",
+        "d",
+        "t",
+        "a",
+        "q",
+        "v",
+        "h",
+    ];
+    BOOL.contains(&name)
+        || (name == "f" && command == "delete")
+        || (name == "rootless" && command == "spec")
+}
+
 fn main() {
     capsa::logging::start_clock();
-    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let cli = match Cli::try_parse_from(normalize_args(std::env::args())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            // Help and usage errors as runc's: usage errors exit 1.
+            let _ = e.print();
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+            std::process::exit(code);
+        }
+    };
     // clap's description of every command and flag is gone now: hand its
     // memory back to the system rather than keep it resident all along.
     capsa::sys::trim_heap();
@@ -661,7 +725,12 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
                 pid_file: e.pid_file,
                 preserve_fds: e.preserve_fds,
             };
-            return rt.exec(&e.id, &req);
+            // runc's exit status for an exec that failed before the
+            // process ran, so that it is told from the process's own.
+            return rt.exec(&e.id, &req).or_else(|err| {
+                logging::error(&format!("exec failed: {err}"));
+                Ok(255)
+            });
         }
         Command::Update(u) => rt.update(&u.id, &update_resources(&u)?)?,
         Command::Pause(IdArg { id }) => rt.pause(&id)?,
@@ -785,8 +854,27 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
         }
         return Ok(());
     }
+    // The owner is the user owning the container's state directory (its
+    // name, or #UID when the user has none), as runc's list shows it.
+    let owner = |st: &capsa::state::State| -> String {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = std::fs::metadata(rt.store.dir(&st.id)) else {
+            return String::new();
+        };
+        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid())) {
+            Ok(Some(u)) => u.name,
+            _ => format!("#{}", m.uid()),
+        }
+    };
     if format == ListFormat::Json {
-        let v: Vec<serde_json::Value> = all.iter().map(|(st, s)| rt.state_json(st, *s)).collect();
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(st, s)| {
+                let mut v = rt.state_json(st, *s);
+                v["owner"] = owner(st).into();
+                v
+            })
+            .collect();
         println!("{}", serde_json::Value::Array(v));
         return Ok(());
     }
@@ -798,18 +886,13 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
             } else {
                 st.pid
             };
-            let owner = if st.owner.is_empty() {
-                "root".to_string()
-            } else {
-                st.owner.clone()
-            };
             [
                 st.id.clone(),
                 pid.to_string(),
                 s.to_string(),
                 st.bundle.display().to_string(),
                 st.created.clone(),
-                owner,
+                owner(st),
             ]
         })
         .collect();

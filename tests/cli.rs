@@ -118,3 +118,175 @@ fn go_style_single_dash_flags_and_list_formats() {
     assert_ok(&ctx.capsa(&["delete", "-force", &id]));
     assert_eq!(stdout(&ctx.capsa(&["list", "--format", "json"])), "[]\n");
 }
+
+/// Go's boolean flags take `=value` forms (docker's runtimeArgs, older
+/// daemons): `--flag=true` is the flag, `--flag=false` is its absence.
+#[test]
+fn go_style_boolean_values() {
+    let ctx = Ctx::new("gobool");
+    let id = ctx.id("c");
+    let mut c = ctx.default_config();
+    c["process"]["args"] = serde_json::json!(["sleep", "100"]);
+    ctx.write_config(&c);
+    // --systemd-cgroup=false: the plain cgroupsPath stays valid (with
+    // =true it would have to be slice:prefix:name).
+    assert_ok(&ctx.capsa(&[
+        "--debug=false",
+        "--systemd-cgroup=false",
+        "run",
+        "--detach=true",
+        "--no-pivot=false",
+        "-no-new-keyring=true",
+        "--bundle",
+        ctx.bundle_str(),
+        &id,
+    ]));
+    assert_eq!(ctx.status(&id), "running");
+    // --detach=false on exec: the foreground, so its output comes back.
+    let out = ctx.capsa(&["exec", "--detach=false", "--tty=false", &id, "echo", "fg"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "fg\n");
+    let out = ctx.capsa(&["exec", "-d=1", &id, "true"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "");
+    // A bad boolean is a usage error naming the flag.
+    let out = ctx.capsa(&["delete", "--force=maybe", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(ctx.status(&id), "running");
+    // --force=false: a running container is not deleted.
+    assert_fails_with(&ctx.capsa(&["delete", "--force=false", &id]), "not stopped");
+    assert_ok(&ctx.capsa(&["delete", "-f=true", &id]));
+    assert!(ctx.state_entries().is_empty());
+    // --systemd-cgroup=true is the flag: a plain cgroupsPath is refused.
+    let id2 = ctx.id("sd");
+    c["linux"]["cgroupsPath"] = format!("/{id2}").into();
+    ctx.write_config(&c);
+    let out = ctx.capsa(&[
+        "--systemd-cgroup=true",
+        "create",
+        "--bundle",
+        ctx.bundle_str(),
+        &id2,
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(ctx.state_entries().is_empty());
+}
+
+/// Usage errors exit 1, as runc's; help still exits 0.
+#[test]
+fn usage_errors_exit_1() {
+    let ctx = Ctx::new("usage");
+    for args in [
+        &["create", "--no-such-flag", "x"][..],
+        &["kill"],
+        &["list", "--format", "yaml"],
+        &["--log-format", "xml", "list"],
+    ] {
+        let out = ctx.capsa(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty(), "{args:?}");
+    }
+    let out = ctx.capsa(&["--help"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("create"));
+}
+
+/// `list --format json` names the owner, as its table does.
+#[test]
+fn list_json_names_the_owner() {
+    let ctx = Ctx::new("owner");
+    let id = ctx.id("c");
+    assert_ok(&ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]));
+    let out = ctx.capsa(&["list", "--format", "json"]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The test runs as root: the state directory is root's.
+    assert_eq!(v[0]["id"], id.as_str());
+    assert_eq!(v[0]["owner"], "root");
+    let table = stdout(&ctx.capsa(&["list"]));
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[5], "root");
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+/// `kill ID 0` checks that the container is alive: it succeeds while it
+/// runs and fails once it has stopped.
+#[test]
+fn kill_0_checks_liveness() {
+    let ctx = Ctx::new("kill0");
+    let id = ctx.id("c");
+    let mut c = ctx.default_config();
+    c["process"]["args"] = serde_json::json!(["sleep", "100"]);
+    ctx.write_config(&c);
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let out = ctx.capsa(&["kill", &id, "0"]);
+    assert_ok(&out);
+    assert_eq!(ctx.status(&id), "running");
+    assert_ok(&ctx.capsa(&["kill", &id, "KILL"]));
+    ctx.wait_status(&id, "stopped");
+    assert_fails_with(&ctx.capsa(&["kill", &id, "0"]), "container not running");
+}
+
+/// A container without a PID namespace of its own: SIGKILL reaches every
+/// process of its cgroup, not only the init (whose death would leave the
+/// others running).
+#[test]
+fn kill_without_pid_namespace_reaches_every_process() {
+    let ctx = Ctx::new("killshared");
+    let id = ctx.id("c");
+    let mut c = ctx.sh_config("sleep 1000 & exec sleep 1001");
+    let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "pid");
+    ctx.write_config(&c);
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let mut pids: Vec<i64> = Vec::new();
+    for _ in 0..200 {
+        let out = ctx.capsa(&["ps", "--format", "json", &id]);
+        assert_ok(&out);
+        pids = serde_json::from_slice(&out.stdout).unwrap();
+        if pids.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert_ok(&ctx.capsa(&["kill", &id, "KILL"]));
+    for _ in 0..500 {
+        if !pids.iter().any(|p| alive(*p)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let left: Vec<&i64> = pids.iter().filter(|p| alive(**p)).collect();
+    assert!(left.is_empty(), "still alive after kill KILL: {left:?}");
+}
+
+/// A failed exec exits 255 with `exec failed: ...`, as runc's, so that it
+/// is told from the exit status of the process itself.
+#[test]
+fn exec_failures_exit_255() {
+    let ctx = Ctx::new("exec255");
+    let out = ctx.capsa(&["exec", "nosuchcontainer", "true"]);
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    assert!(stderr(&out).contains("exec failed: "), "{}", stderr(&out));
+    let id = ctx.id("c");
+    let mut c = ctx.default_config();
+    c["process"]["args"] = serde_json::json!(["sleep", "100"]);
+    ctx.write_config(&c);
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let out = ctx.capsa(&["exec", &id, "/no/such/program"]);
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    assert!(stderr(&out).contains("exec failed: "), "{}", stderr(&out));
+    // The process's own status is passed through as it is.
+    let out = ctx.capsa(&["exec", &id, "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+}
