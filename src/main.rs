@@ -75,6 +75,9 @@ struct CreateArgs {
     /// Pass N extra fds (3..3+N) to the container
     #[arg(long, value_name = "N", default_value_t = 0)]
     preserve_fds: u32,
+    /// Unix socket that receives a pidfd of the container's init (SCM_RIGHTS)
+    #[arg(long, value_name = "PATH")]
+    pidfd_socket: Option<PathBuf>,
     /// Container id
     id: String,
 }
@@ -92,7 +95,7 @@ enum Command {
     List(ListArgs),
     Spec(SpecArgs),
     Features,
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     Update(Box<UpdateArgs>),
     Pause(IdArg),
     Resume(IdArg),
@@ -207,7 +210,7 @@ impl clap::FromArgMatches for Command {
             "list" => Command::List(F::from_arg_matches(sub)?),
             "spec" => Command::Spec(F::from_arg_matches(sub)?),
             "features" => Command::Features,
-            "exec" => Command::Exec(F::from_arg_matches(sub)?),
+            "exec" => Command::Exec(Box::new(F::from_arg_matches(sub)?)),
             "update" => Command::Update(Box::new(F::from_arg_matches(sub)?)),
             "pause" => Command::Pause(F::from_arg_matches(sub)?),
             "resume" => Command::Resume(F::from_arg_matches(sub)?),
@@ -243,6 +246,10 @@ struct RunArgs {
     /// Keep the container's state after it exits
     #[arg(long)]
     keep: bool,
+    /// Do not make capsa a child subreaper (it never is one: accepted as
+    /// runc's flag, nothing to turn off)
+    #[arg(long)]
+    no_subreaper: bool,
 }
 
 #[derive(clap::Args)]
@@ -350,6 +357,17 @@ struct ExecArgs {
     /// Pass N extra fds (3..3+N) to the process
     #[arg(long, value_name = "N", default_value_t = 0)]
     preserve_fds: u32,
+    /// Unix socket that receives a pidfd of the new process (SCM_RIGHTS)
+    #[arg(long, value_name = "PATH")]
+    pidfd_socket: Option<PathBuf>,
+    /// Run the process in an existing sub-cgroup of the container's:
+    /// PATH for every hierarchy, or CONTROLLER[,CONTROLLER]:PATH (v1)
+    /// (repeatable)
+    #[arg(long, value_name = "[CONTROLLER:]PATH")]
+    cgroup: Vec<String>,
+    /// Exec in a paused container too (the process runs once it is resumed)
+    #[arg(long)]
+    ignore_paused: bool,
     /// Container id
     id: String,
     /// Command and arguments
@@ -485,6 +503,10 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "no-new-privs",
         "apparmor",
         "process-label",
+        "pidfd-socket",
+        "no-subreaper",
+        "cgroup",
+        "ignore-paused",
     ];
     const TAKES_VALUE: &[&str] = &[
         "root",
@@ -512,6 +534,8 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "c",
         "apparmor",
         "process-label",
+        "pidfd-socket",
+        "cgroup",
     ];
     let mut out = Vec::new();
     let mut positionals = 0;
@@ -664,6 +688,7 @@ fn run_options(c: &CreateArgs, systemd_cgroup: bool) -> capsa::Result<RunOptions
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
         systemd_cgroup,
+        pidfd_socket: c.pidfd_socket.clone(),
     })
 }
 
@@ -680,6 +705,7 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             create,
             detach,
             keep,
+            no_subreaper: _,
         }) => {
             let o = run_options(&create, systemd_cgroup)?;
             return rt.run(&create.id, &o, detach, keep);
@@ -708,6 +734,7 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             )
         }
         Command::Exec(e) => {
+            let e = *e;
             let req = ExecRequest {
                 process_file: e.process,
                 args: e.command,
@@ -724,6 +751,9 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
                 detach: e.detach,
                 pid_file: e.pid_file,
                 preserve_fds: e.preserve_fds,
+                pidfd_socket: e.pidfd_socket,
+                cgroup: e.cgroup,
+                ignore_paused: e.ignore_paused,
             };
             // runc's exit status for an exec that failed before the
             // process ran, so that it is told from the process's own.
@@ -945,5 +975,30 @@ mod tests {
             "capsa exec --cwd /all id sh -c echo"
         );
         assert_eq!(norm("capsa kill -all id 9"), "capsa kill --all id 9");
+    }
+
+    #[test]
+    fn go_boolean_values() {
+        assert_eq!(
+            norm("capsa --systemd-cgroup=true -debug=false run --no-pivot=False -d=1 id"),
+            "capsa --systemd-cgroup run -d id"
+        );
+        assert_eq!(norm("capsa delete -f=t id"), "capsa delete -f id");
+        // Not booleans: left as they are (clap refuses a bad value).
+        assert_eq!(norm("capsa list -f=json"), "capsa list -f=json");
+        assert_eq!(
+            norm("capsa delete --force=yes id"),
+            "capsa delete --force=yes id"
+        );
+        assert_eq!(norm("capsa spec --rootless=true"), "capsa spec --rootless");
+        assert_eq!(
+            norm("capsa --rootless=true list"),
+            "capsa --rootless=true list"
+        );
+        // The command of exec is its own.
+        assert_eq!(
+            norm("capsa exec --tty=false id ls --all=true"),
+            "capsa exec id ls --all=true"
+        );
     }
 }
