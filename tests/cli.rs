@@ -290,3 +290,83 @@ fn exec_failures_exit_255() {
     let out = ctx.capsa(&["exec", &id, "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// The seccomp flags this kernel accepts, asked of it here the way
+/// libseccomp does (flags checked before the program is read).
+fn kernel_seccomp_flags() -> Vec<String> {
+    let accepts = |flags: u64| {
+        // SAFETY: a null program: EFAULT once the flags are accepted.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                1u64,
+                flags,
+                std::ptr::null::<libc::sock_fprog>(),
+            )
+        };
+        r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+    };
+    [
+        ("SECCOMP_FILTER_FLAG_LOG", 2),
+        ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", 4),
+        ("SECCOMP_FILTER_FLAG_TSYNC", 1),
+        ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", 32 | 8),
+    ]
+    .into_iter()
+    .filter(|(_, f)| accepts(*f))
+    .map(|(n, _)| n.to_string())
+    .collect()
+}
+
+/// `features` claims only what works: every seccomp architecture it lists
+/// compiles into a filter a container runs with, its supported flags are
+/// the kernel's, and every listed supported flag is accepted in a profile.
+#[test]
+fn features_seccomp_and_annotations_match_what_works() {
+    let ctx = Ctx::new("features2");
+    let out = ctx.capsa(&["features"]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ociVersionMax"], capsa::spec::OCI_VERSION);
+    assert!(
+        v["potentiallyUnsafeConfigAnnotations"].is_array(),
+        "{}",
+        v["potentiallyUnsafeConfigAnnotations"]
+    );
+    let sc = &v["linux"]["seccomp"];
+    let flags: Vec<String> = serde_json::from_value(sc["supportedFlags"].clone()).unwrap();
+    assert_eq!(flags, kernel_seccomp_flags());
+    let known: Vec<String> = serde_json::from_value(sc["knownFlags"].clone()).unwrap();
+    assert!(
+        flags.iter().all(|f| known.contains(f)),
+        "{flags:?} {known:?}"
+    );
+    let archs: Vec<String> = serde_json::from_value(sc["archs"].clone()).unwrap();
+    for a in ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64", "SCMP_ARCH_RISCV64"] {
+        assert!(archs.iter().any(|x| x == a), "{a} missing in {archs:?}");
+    }
+    // Each listed architecture and flag works in a real container: the
+    // filter (mkdir refused on the native architecture) is loaded.
+    let native = match std::env::consts::ARCH {
+        "x86_64" => "SCMP_ARCH_X86_64",
+        "aarch64" => "SCMP_ARCH_AARCH64",
+        _ => "SCMP_ARCH_RISCV64",
+    };
+    for arch in &archs {
+        let mut c = ctx.sh_config("mkdir /tmp/x 2>/dev/null && echo made || echo refused");
+        c["root"]["readonly"] = false.into();
+        let mut list = vec![arch.clone()];
+        if arch != native {
+            list.push(native.to_string());
+        }
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": list,
+            "flags": flags,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        });
+        let out = ctx.run(&c);
+        assert_ok(&out);
+        assert_eq!(stdout(&out), "refused\n", "{arch}");
+    }
+}
