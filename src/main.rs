@@ -657,6 +657,10 @@ fn main() {
         && !(capsa::exec_stub::wanted() && capsa::exec_stub::install().is_ok())
         && let Err(e) = capsa::sealed_exe::ensure()
     {
+        if let Some(Command::Exec(_)) = &cli.command {
+            logging::error(&format!("exec failed: {e}"));
+            std::process::exit(255);
+        }
         logging::error(&e.to_string());
         std::process::exit(1);
     }
