@@ -339,15 +339,28 @@ impl Runtime {
 
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
         let st = self.store.load(id)?;
+        // Without a PID namespace of its own, the init's death does not take
+        // the other processes along: SIGKILL goes to all of them (runc 1.2),
+        // also to those left over once the init is gone.
+        let kill_all = sig == libc::SIGKILL && !new_pid_namespace(&st);
         match self.status(&st) {
             Status::Creating => bail!("cannot kill container {id:?}: it is being created"),
-            Status::Stopped => bail!("container not running"),
+            Status::Stopped => match &st.cgroup {
+                Some(rec) if kill_all && st.creating.is_none() => {
+                    let m = cgroups::open(rec);
+                    cgroups::signal_all(m.as_ref(), sig)
+                        .map_err(|_| Error::msg("container not running"))?;
+                    if m.is_frozen() {
+                        m.freeze(false)?;
+                    }
+                    return Ok(());
+                }
+                _ => bail!("container not running"),
+            },
             _ => {}
         }
         let fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
-        // Without a PID namespace of its own, the init's death does not take
-        // the other processes along: SIGKILL goes to all of them (runc 1.2).
-        let all = all || (sig == libc::SIGKILL && !new_pid_namespace(&st));
+        let all = all || kill_all;
         match &st.cgroup {
             Some(rec) if all => {
                 cgroups::signal_all(cgroups::open(rec).as_ref(), sig)?;

@@ -268,6 +268,31 @@ fn kill_without_pid_namespace_reaches_every_process() {
     }
     let left: Vec<&i64> = pids.iter().filter(|p| alive(**p)).collect();
     assert!(left.is_empty(), "still alive after kill KILL: {left:?}");
+
+    // Left over after the init exited: the container is stopped, and
+    // SIGKILL still reaches what is left of it (signal 0 does not).
+    let id2 = ctx.id("left");
+    let mut c = ctx.sh_config("sleep 1002 >/dev/null 2>&1 & echo $!");
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    ctx.write_config(&c);
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id2]));
+    ctx.wait_status(&id2, "stopped");
+    let out = ctx.capsa(&["ps", "--format", "json", &id2]);
+    let pids: Vec<i64> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert_fails_with(&ctx.capsa(&["kill", &id2, "0"]), "container not running");
+    assert!(alive(pids[0]));
+    assert_ok(&ctx.capsa(&["kill", &id2, "KILL"]));
+    for _ in 0..500 {
+        if !alive(pids[0]) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!alive(pids[0]), "leftover {} still alive", pids[0]);
 }
 
 /// A failed exec exits 255 with `exec failed: ...`, as runc's, so that it
