@@ -170,11 +170,6 @@ impl Runtime {
         crate::notify::pass_through(&mut bundle.spec)?;
         crate::logging::phase("parse config");
         let creator = ProcessId::current()?;
-        // Connected before anything exists, so that a bad path leaves nothing.
-        let pidfd_socket = match &o.pidfd_socket {
-            Some(p) => Some(PidfdSocket::connect(p)?),
-            None => None,
-        };
         let locked = self.store.create(id)?;
         crate::fault::point("create:dir");
         let mut st = State {
@@ -208,10 +203,14 @@ impl Runtime {
             systemd_cgroup: o.systemd_cgroup,
         };
         let created = process::create(&bundle, &locked, &opts, &mut st).and_then(|c| {
-            if let Some(sock) = &pidfd_socket {
-                let sent = init_pidfd(&c.state)
-                    .ok_or_else(|| Error::msg("container not running (its init exited)"))
-                    .and_then(|fd| sock.send(&fd));
+            // Connected only now, so that the init does not inherit the
+            // socket; a failure undoes the create like any other.
+            if let Some(path) = &o.pidfd_socket {
+                let sent = PidfdSocket::connect(path).and_then(|sock| {
+                    let fd = init_pidfd(&c.state)
+                        .ok_or_else(|| Error::msg("container not running (its init exited)"))?;
+                    sock.send(&fd)
+                });
                 if let Err(e) = sent {
                     // As a failed process::create: no init left behind.
                     let _ = self.kill_and_wait(&c.state);
@@ -560,10 +559,6 @@ impl Runtime {
             }
             None => None,
         };
-        let pidfd_socket = match &req.pidfd_socket {
-            Some(p) => Some(PidfdSocket::connect(p)?),
-            None => None,
-        };
         let init = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
         let old = if req.detach {
             SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty())
@@ -580,12 +575,14 @@ impl Runtime {
             state: self.state_json(&st, Status::Running),
         };
         let started = process::exec::start(&spec, &init, &process, &opts)?;
-        if let Some(sock) = &pidfd_socket {
+        if let Some(path) = &req.pidfd_socket {
             // The process is capsa's child, not yet waited for: its pid is
-            // still its own.
-            let sent = PidFd::open(started.pid.as_raw())
-                .ctx(|| "pidfd_open")
-                .and_then(|fd| sock.send(&fd));
+            // still its own. (Connected only now: the process does not
+            // inherit the socket.)
+            let sent = PidfdSocket::connect(path).and_then(|sock| {
+                let fd = PidFd::open(started.pid.as_raw()).ctx(|| "pidfd_open")?;
+                sock.send(&fd)
+            });
             if let Err(e) = sent {
                 let _ = nix::sys::signal::kill(started.pid, nix::sys::signal::Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(started.pid, None);

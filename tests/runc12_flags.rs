@@ -16,12 +16,16 @@ fn sleeper(ctx: &Ctx) -> Value {
     c
 }
 
-/// Listens on `path` and, on a thread, receives the one fd a client sends.
-fn pidfd_receiver(path: &Path) -> std::thread::JoinHandle<Option<OwnedFd>> {
+/// Listens on `path` and, on a thread, receives the one fd a client
+/// sends; then whether the connection ended (no process kept it open).
+fn pidfd_receiver(path: &Path) -> std::thread::JoinHandle<Option<(OwnedFd, bool)>> {
     let l = UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
-        let (conn, _) = l.accept().ok()?;
-        capsa::tty::recv_fd(conn.as_fd()).ok()
+        let (mut conn, _) = l.accept().ok()?;
+        let fd = capsa::tty::recv_fd(conn.as_fd()).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let ended = matches!(std::io::Read::read(&mut conn, &mut [0u8; 16]), Ok(0));
+        Some((fd, ended))
     })
 }
 
@@ -59,7 +63,9 @@ fn create_and_exec_send_a_pidfd_of_their_process() {
         ctx.bundle_str(),
         &id,
     ]));
-    let fd = rx.join().unwrap().expect("a pidfd arrived");
+    let (fd, ended) = rx.join().unwrap().expect("a pidfd arrived");
+    // The waiting init did not inherit the connection.
+    assert!(ended, "the connection stayed open after create");
     let init = ctx.state(&id)["pid"].as_i64().unwrap();
     assert_eq!(pidfd_pid(&fd), init);
     assert_ok(&ctx.capsa(&["start", &id]));
@@ -79,7 +85,7 @@ fn create_and_exec_send_a_pidfd_of_their_process() {
         "sleep",
         "50",
     ]));
-    let efd = rx.join().unwrap().expect("a pidfd arrived");
+    let (efd, _) = rx.join().unwrap().expect("a pidfd arrived");
     let epid: i64 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
