@@ -169,7 +169,7 @@ fn go_style_boolean_values() {
         ctx.bundle_str(),
         &id2,
     ]);
-    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_fails_with(&out, "slice:prefix:name");
     assert!(ctx.state_entries().is_empty());
 }
 
