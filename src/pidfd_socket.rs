@@ -4,13 +4,11 @@
 
 use crate::error::{Context, Result};
 use crate::sys::PidFd;
-use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
-use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// A connection to the client's socket, made before the process exists so
-/// that a bad path fails before anything is set up.
+/// A connection to the client's socket. Made once the process exists, so
+/// that the process does not inherit it.
 pub struct PidfdSocket {
     sock: OwnedFd,
     path: PathBuf,
@@ -18,37 +16,15 @@ pub struct PidfdSocket {
 
 impl PidfdSocket {
     pub fn connect(path: &Path) -> Result<PidfdSocket> {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, connect, socket};
-        let sock = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .ctx(|| "socket")?;
-        let addr = UnixAddr::new(path).ctx(|| format!("--pidfd-socket {}", path.display()))?;
-        connect(sock.as_raw_fd(), &addr)
-            .ctx(|| format!("--pidfd-socket: connect to {}", path.display()))?;
         Ok(PidfdSocket {
-            sock,
+            sock: crate::tty::connect_socket(path, "--pidfd-socket")?,
             path: path.to_path_buf(),
         })
     }
 
     /// Sends `pidfd` (the caller checked that it is the process's).
     pub fn send(&self, pidfd: &PidFd) -> Result<()> {
-        let what = || format!("--pidfd-socket {}: send the pidfd", self.path.display());
-        let iov = [IoSlice::new(b"pidfd")];
-        let fds = [pidfd.as_fd().as_raw_fd()];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
-        sendmsg::<()>(
-            self.sock.as_raw_fd(),
-            &iov,
-            &cmsg,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .ctx(what)?;
-        Ok(())
+        crate::tty::send_named_fd(self.sock.as_fd(), pidfd.as_fd(), b"pidfd")
+            .ctx(|| format!("--pidfd-socket {}: send the pidfd", self.path.display()))
     }
 }

@@ -204,6 +204,17 @@ fn optionals() -> Vec<(Optional, Option<&'static str>)> {
     .collect()
 }
 
+/// Each optional resource the host has shows its value in its file.
+#[track_caller]
+fn assert_optionals_set(optionals: &[(Optional, Option<&'static str>)], paths: &Value) {
+    for (o, file) in optionals {
+        if let Some(f) = file {
+            let v = read(&dir(paths, o.ctrl), f);
+            assert!(v.ends_with(&o.value.to_string()), "{f}: {v}");
+        }
+    }
+}
+
 /// The first whole disk of the host (`major:minor`), for block I/O rules.
 fn a_disk() -> (u64, u64) {
     let parts = std::fs::read_to_string("/proc/partitions").unwrap();
@@ -266,16 +277,7 @@ fn every_resource_is_in_the_cgroup_files_before_the_process_runs() {
     let id = ctx.id("c");
     let pid = create(&ctx, &id, &c);
     let paths = cgroup_dirs(&ctx, &id);
-    for (o, file) in &optionals {
-        if let Some(f) = file {
-            let d = dir(&paths, o.ctrl);
-            assert!(
-                read(&d, f).ends_with(&o.value.to_string()),
-                "{f}: {}",
-                read(&d, f)
-            );
-        }
-    }
+    assert_optionals_set(&optionals, &paths);
 
     // The init (not yet running the user's program) sits in the
     // container's cgroup in every hierarchy, the unified one included.
@@ -626,16 +628,7 @@ fn update_changes_every_flag_and_resources_documents() {
     assert_eq!(read(&cpu, "cpu.cfs_period_us"), "50000");
     assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
     assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "42");
-    for (o, file) in &optionals {
-        if let Some(f) = file {
-            let d = dir(&paths, o.ctrl);
-            assert!(
-                read(&d, f).ends_with(&o.value.to_string()),
-                "{f}: {}",
-                read(&d, f)
-            );
-        }
-    }
+    assert_optionals_set(&optionals, &paths);
     let swap = optionals
         .iter()
         .any(|(o, f)| o.flag == "--memory-swap" && f.is_some());
