@@ -286,7 +286,6 @@ pub fn send_listener(
     Ok(())
 }
 
-/// seccomp(SECCOMP_SET_MODE_FILTER, flags, program).
 /// The runtime-spec names of the architectures capsa compiles filters for
 /// (each one's syscall table), for `features`.
 pub fn architectures() -> &'static [&'static str] {
@@ -334,6 +333,7 @@ pub fn supported_flags() -> Vec<&'static str> {
     .collect()
 }
 
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, program).
 fn set_mode_filter(program: &[sock_filter], flags: u32) -> nix::Result<libc::c_long> {
     let len = u16::try_from(program.len()).map_err(|_| nix::errno::Errno::E2BIG)?;
     let fprog = libc::sock_fprog {
