@@ -606,11 +606,30 @@ impl Runtime {
 fn sub_cgroups(rec: &cgroups::Record, specs: &[String]) -> Result<cgroups::Record> {
     use std::path::Component;
     let mut out = rec.clone();
+    let mut named: Vec<&str> = Vec::new();
     for arg in specs {
         let (controllers, sub) = match arg.split_once(':') {
             Some((c, p)) => (Some(c), p),
             None => (None, arg.as_str()),
         };
+        match controllers {
+            None if specs.len() > 1 => bail!(
+                "--cgroup {arg:?}: a path for every hierarchy must be the only --cgroup \
+                 (else give CONTROLLER:PATH)"
+            ),
+            None => {}
+            Some(list) => {
+                for c in list.split(',') {
+                    if c.is_empty() {
+                        bail!("--cgroup {arg:?}: empty controller name");
+                    }
+                    if named.contains(&c) {
+                        bail!("--cgroup {arg:?}: controller {c:?} given more than once");
+                    }
+                    named.push(c);
+                }
+            }
+        }
         let rel = Path::new(sub.trim_start_matches('/'));
         if rel.as_os_str().is_empty()
             || !rel.components().all(|c| matches!(c, Component::Normal(_)))

@@ -247,6 +247,16 @@ fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
         }
         let out = ctx.capsa(&["exec", "--cgroup", "nosuchctl:sub", &id, "true"]);
         assert_fails_with(&out, "nosuchctl");
+        let out = ctx.capsa(&[
+            "exec",
+            "--cgroup",
+            "memory:only",
+            "--cgroup",
+            "pids,memory:sub",
+            &id,
+            "true",
+        ]);
+        assert_fails_with(&out, "controller \"memory\" given more than once");
     } else {
         let out = ctx.capsa(&["exec", "--cgroup", "memory:sub", &id, "true"]);
         assert_fails_with(&out, "cgroup v2");
@@ -259,6 +269,10 @@ fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
     }
     let out = ctx.capsa(&["exec", "--cgroup", "nosuch", &id, "true"]);
     assert_fails_with(&out, "nosuch");
+    let out = ctx.capsa(&["exec", "--cgroup", ":sub", &id, "true"]);
+    assert_fails_with(&out, "empty controller name");
+    let out = ctx.capsa(&["exec", "--cgroup", "sub", "--cgroup", "sub", &id, "true"]);
+    assert_fails_with(&out, "must be the only --cgroup");
     // The exec'd processes are gone: the sub-cgroups can go before delete.
     drop(subs);
     assert_ok(&ctx.capsa(&["delete", "--force", &id]));
