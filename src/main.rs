@@ -585,6 +585,32 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// The `--log` file and `--log-format` among the global flags (those before
+/// the command, where clients put them), for a command line clap refused.
+fn usage_log(args: &[String]) -> (Option<PathBuf>, Format) {
+    let (mut log, mut format) = (None, Format::Text);
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let Some(flag) = a.strip_prefix("--") else {
+            break;
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None if matches!(flag, "root" | "log" | "log-format" | "rootless" | "criu") => {
+                (flag, it.next().cloned())
+            }
+            None => (flag, None),
+        };
+        match (name, value) {
+            ("log", Some(v)) => log = Some(PathBuf::from(v)),
+            ("log-format", Some(v)) if v == "json" => format = Format::Json,
+            ("log-format", Some(_)) => format = Format::Text,
+            _ => {}
+        }
+    }
+    (log, format)
+}
+
 /// A boolean as Go's strconv.ParseBool reads it (what runc's flags take).
 fn go_bool(v: &str) -> Option<bool> {
     match v {
@@ -628,17 +654,29 @@ fn is_bool_flag(name: &str, command: &str) -> bool {
 
 fn main() {
     capsa::logging::start_clock();
-    let cli = match Cli::try_parse_from(normalize_args(std::env::args())) {
+    let args = normalize_args(std::env::args());
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            // Help and usage errors as runc's: usage errors exit 1.
-            let _ = e.print();
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => 1,
-            };
-            std::process::exit(code);
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // A usage error exits 1, as runc's, and goes to the --log file
+            // too: clients (containerd's shim, conmon) read errors there.
+            let (log, format) = usage_log(&args);
+            if let Some(log) = log {
+                logging::init(Some(&log), format, false);
+                let text = e.to_string();
+                let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+                logging::error(first.strip_prefix("error: ").unwrap_or(first));
+                // The usage lines clap adds, on stderr only.
+                eprint!("{rest}");
+            } else {
+                let _ = e.print();
+            }
+            std::process::exit(1);
         }
     };
     // clap's description of every command and flag is gone now: hand its

@@ -190,6 +190,21 @@ fn usage_errors_exit_1() {
     let out = ctx.capsa(&["--help"]);
     assert_ok(&out);
     assert!(stdout(&out).contains("create"));
+    // With --log (as containerd's shim and conmon call), the error is in
+    // the log file too: one JSON object, which podman decodes whole.
+    let log = ctx.dir.join("log.json");
+    let out = ctx.capsa(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format=json",
+        "create",
+        "--no-such-flag",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&log).unwrap()).unwrap();
+    assert_eq!(v["level"], "error");
+    assert!(v["msg"].as_str().unwrap().contains("--no-such-flag"), "{v}");
 }
 
 /// `list --format json` names the owner, as its table does.
