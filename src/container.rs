@@ -16,6 +16,7 @@ use crate::cgroups;
 use crate::error::{Context, Error, Result};
 use crate::foreground;
 use crate::hooks::{self, Kind};
+use crate::pidfd_socket::PidfdSocket;
 use crate::process::{self, CreateOptions};
 use crate::spec::{self, OCI_VERSION};
 use crate::state::{self, ProcessId, State, Store, not_exist};
@@ -88,6 +89,8 @@ pub struct RunOptions {
     pub preserve_fds: u32,
     /// `--systemd-cgroup`: `linux.cgroupsPath` is `slice:prefix:name`.
     pub systemd_cgroup: bool,
+    /// `--pidfd-socket`: receives a pidfd of the init.
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 /// How `exec` builds its process: from a process.json, or from the
@@ -109,6 +112,14 @@ pub struct ExecRequest {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `--pidfd-socket`: receives a pidfd of the process.
+    pub pidfd_socket: Option<PathBuf>,
+    /// `--cgroup [controllers:]path`: sub-cgroups of the container's to
+    /// run the process in.
+    pub cgroup: Vec<String>,
+    /// `--ignore-paused`: exec in a paused container too (the process runs
+    /// once the container is resumed).
+    pub ignore_paused: bool,
 }
 
 impl Runtime {
@@ -191,7 +202,24 @@ impl Runtime {
             sigmask,
             systemd_cgroup: o.systemd_cgroup,
         };
-        match process::create(&bundle, &locked, &opts, &mut st) {
+        let created = process::create(&bundle, &locked, &opts, &mut st).and_then(|c| {
+            // Connected only now, so that the init does not inherit the
+            // socket; a failure undoes the create like any other.
+            if let Some(path) = &o.pidfd_socket {
+                let sent = PidfdSocket::connect(path).and_then(|sock| {
+                    let fd = init_pidfd(&c.state)
+                        .ok_or_else(|| Error::msg("container not running (its init exited)"))?;
+                    sock.send(&fd)
+                });
+                if let Err(e) = sent {
+                    // As a failed process::create: no init left behind.
+                    let _ = self.kill_and_wait(&c.state);
+                    return Err(e);
+                }
+            }
+            Ok(c)
+        });
+        match created {
             Ok(c) => Ok(c),
             Err(e) => {
                 // process::create has killed the init and removed the
@@ -310,12 +338,28 @@ impl Runtime {
 
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
         let st = self.store.load(id)?;
+        // Without a PID namespace of its own, the init's death does not take
+        // the other processes along: SIGKILL goes to all of them (runc 1.2),
+        // also to those left over once the init is gone.
+        let kill_all = sig == libc::SIGKILL && !new_pid_namespace(&st);
         match self.status(&st) {
             Status::Creating => bail!("cannot kill container {id:?}: it is being created"),
-            Status::Stopped => bail!("container not running"),
+            Status::Stopped => match &st.cgroup {
+                Some(rec) if kill_all && st.creating.is_none() => {
+                    let m = cgroups::open(rec);
+                    cgroups::signal_all(m.as_ref(), sig)
+                        .map_err(|_| Error::msg("container not running"))?;
+                    if m.is_frozen() {
+                        m.freeze(false)?;
+                    }
+                    return Ok(());
+                }
+                _ => bail!("container not running"),
+            },
             _ => {}
         }
         let fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
+        let all = all || kill_all;
         match &st.cgroup {
             Some(rec) if all => {
                 cgroups::signal_all(cgroups::open(rec).as_ref(), sig)?;
@@ -500,11 +544,21 @@ impl Runtime {
         match self.status(&st) {
             Status::Creating => bail!("cannot exec in a container that is being created"),
             Status::Stopped => bail!("cannot exec in a stopped container"),
-            Status::Paused => bail!("cannot exec in a paused container"),
-            Status::Created | Status::Running => {}
+            Status::Paused if !req.ignore_paused => {
+                bail!("cannot exec in a paused container (use --ignore-paused to override)")
+            }
+            Status::Created | Status::Running | Status::Paused => {}
         }
         let spec = stored_spec(&st)?;
         let process = exec_process(&spec, req)?;
+        let cgroup = match &st.cgroup {
+            Some(rec) if !req.cgroup.is_empty() => Some(sub_cgroups(rec, &req.cgroup)?),
+            Some(rec) => Some(rec.clone()),
+            None if !req.cgroup.is_empty() => {
+                bail!("--cgroup: container {id:?} has no cgroup of its own")
+            }
+            None => None,
+        };
         let init = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
         let old = if req.detach {
             SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty())
@@ -517,10 +571,24 @@ impl Runtime {
             console_socket: req.console_socket.clone(),
             preserve_fds: req.preserve_fds,
             sigmask: old,
-            cgroup: st.cgroup.clone(),
+            cgroup,
             state: self.state_json(&st, Status::Running),
         };
         let started = process::exec::start(&spec, &init, &process, &opts)?;
+        if let Some(path) = &req.pidfd_socket {
+            // The process is capsa's child, not yet waited for: its pid is
+            // still its own. (Connected only now: the process does not
+            // inherit the socket.)
+            let sent = PidfdSocket::connect(path).and_then(|sock| {
+                let fd = PidFd::open(started.pid.as_raw()).ctx(|| "pidfd_open")?;
+                sock.send(&fd)
+            });
+            if let Err(e) = sent {
+                let _ = nix::sys::signal::kill(started.pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(started.pid, None);
+                return Err(e);
+            }
+        }
         if req.detach {
             return Ok(0);
         }
@@ -528,6 +596,94 @@ impl Runtime {
         let _ = old.thread_set_mask();
         Ok(code)
     }
+}
+
+/// The container's cgroups with the process's moved into the sub-cgroups
+/// `exec --cgroup` names: `path` for every hierarchy, or
+/// `controller[,controller]:path` for those (cgroup v1). Each must be an
+/// existing directory below the container's own, reached without `..` or
+/// symlinks.
+fn sub_cgroups(rec: &cgroups::Record, specs: &[String]) -> Result<cgroups::Record> {
+    use std::path::Component;
+    let mut out = rec.clone();
+    let mut named: Vec<&str> = Vec::new();
+    for arg in specs {
+        let (controllers, sub) = match arg.split_once(':') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, arg.as_str()),
+        };
+        match controllers {
+            None if specs.len() > 1 => bail!(
+                "--cgroup {arg:?}: a path for every hierarchy must be the only --cgroup \
+                 (else give CONTROLLER:PATH)"
+            ),
+            None => {}
+            Some(list) => {
+                for c in list.split(',') {
+                    if c.is_empty() {
+                        bail!("--cgroup {arg:?}: empty controller name");
+                    }
+                    if named.contains(&c) {
+                        bail!("--cgroup {arg:?}: controller {c:?} given more than once");
+                    }
+                    named.push(c);
+                }
+            }
+        }
+        let rel = Path::new(sub.trim_start_matches('/'));
+        if rel.as_os_str().is_empty()
+            || !rel.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            bail!(
+                "--cgroup {arg:?}: the path must name a sub-cgroup of the container's, \
+                 without \"..\" or \".\""
+            );
+        }
+        // Keys of the hierarchies this argument moves; co-mounted
+        // controllers (cpu,cpuacct) share a directory and move together.
+        let dirs: Vec<PathBuf> = match controllers {
+            None => rec.paths.values().cloned().collect(),
+            Some(list) => {
+                if rec.version == cgroups::Version::V2 {
+                    bail!(
+                        "--cgroup {arg:?}: cgroup v2 has one hierarchy; give the path alone \
+                         (without controllers)"
+                    );
+                }
+                let mut dirs = Vec::new();
+                for c in list.split(',') {
+                    let dir = rec.paths.get(c).ok_or_else(|| {
+                        Error::msg(format!(
+                            "--cgroup {arg:?}: the container has no cgroup of controller {c:?}"
+                        ))
+                    })?;
+                    dirs.push(dir.clone());
+                }
+                dirs
+            }
+        };
+        for (key, dir) in out.paths.iter_mut() {
+            let Some(orig) = rec.paths.get(key).filter(|d| dirs.contains(d)) else {
+                continue;
+            };
+            let target = orig.join(rel);
+            // Walked without following symlinks: each component a directory.
+            let mut p = orig.clone();
+            for c in rel.components() {
+                p.push(c);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => bail!(
+                        "--cgroup {arg:?}: {} is not a cgroup directory",
+                        p.display()
+                    ),
+                    Err(e) => bail!("--cgroup {arg:?}: {}: {e}", p.display()),
+                }
+            }
+            *dir = target;
+        }
+    }
+    Ok(out)
 }
 
 /// Every process in the container's cgroup; for containers without a

@@ -75,14 +75,13 @@ pub fn document() -> serde_json::Value {
                     "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
                     "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
                 ],
-                "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"],
+                "archs": crate::seccomp::architectures(),
                 "knownFlags": [
                     "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC",
                     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
                 ],
-                "supportedFlags": [
-                    "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"
-                ]
+                // What this kernel accepts, asked of it.
+                "supportedFlags": crate::seccomp::supported_flags()
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
@@ -90,6 +89,9 @@ pub fn document() -> serde_json::Value {
             // uidMappings/gidMappings of bind mounts (src/rootfs/idmap.rs).
             "mountExtensions": {"idmap": {"enabled": true}}
         },
+        // Config annotations capsa acts on and a client should not take
+        // from untrusted users: capsa acts on none.
+        "potentiallyUnsafeConfigAnnotations": [],
         "annotations": {
             "org.opencontainers.runtime-spec.version": OCI_VERSION,
             "io.github.capsa.version": env!("CARGO_PKG_VERSION"),

@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod logging;
 pub mod namespaces;
 pub mod notify;
+pub mod pidfd_socket;
 pub mod process;
 pub mod rootfs;
 pub mod sealed_exe;

@@ -75,6 +75,9 @@ struct CreateArgs {
     /// Pass N extra fds (3..3+N) to the container
     #[arg(long, value_name = "N", default_value_t = 0)]
     preserve_fds: u32,
+    /// Unix socket that receives a pidfd of the container's init (SCM_RIGHTS)
+    #[arg(long, value_name = "PATH")]
+    pidfd_socket: Option<PathBuf>,
     /// Container id
     id: String,
 }
@@ -92,7 +95,7 @@ enum Command {
     List(ListArgs),
     Spec(SpecArgs),
     Features,
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     Update(Box<UpdateArgs>),
     Pause(IdArg),
     Resume(IdArg),
@@ -207,7 +210,7 @@ impl clap::FromArgMatches for Command {
             "list" => Command::List(F::from_arg_matches(sub)?),
             "spec" => Command::Spec(F::from_arg_matches(sub)?),
             "features" => Command::Features,
-            "exec" => Command::Exec(F::from_arg_matches(sub)?),
+            "exec" => Command::Exec(Box::new(F::from_arg_matches(sub)?)),
             "update" => Command::Update(Box::new(F::from_arg_matches(sub)?)),
             "pause" => Command::Pause(F::from_arg_matches(sub)?),
             "resume" => Command::Resume(F::from_arg_matches(sub)?),
@@ -243,6 +246,10 @@ struct RunArgs {
     /// Keep the container's state after it exits
     #[arg(long)]
     keep: bool,
+    /// Do not make capsa a child subreaper (it never is one: accepted as
+    /// runc's flag, nothing to turn off)
+    #[arg(long)]
+    no_subreaper: bool,
 }
 
 #[derive(clap::Args)]
@@ -350,6 +357,17 @@ struct ExecArgs {
     /// Pass N extra fds (3..3+N) to the process
     #[arg(long, value_name = "N", default_value_t = 0)]
     preserve_fds: u32,
+    /// Unix socket that receives a pidfd of the new process (SCM_RIGHTS)
+    #[arg(long, value_name = "PATH")]
+    pidfd_socket: Option<PathBuf>,
+    /// Run the process in an existing sub-cgroup of the container's:
+    /// PATH for every hierarchy, or CONTROLLER[,CONTROLLER]:PATH (v1)
+    /// (repeatable)
+    #[arg(long, value_name = "[CONTROLLER:]PATH")]
+    cgroup: Vec<String>,
+    /// Exec in a paused container too (the process runs once it is resumed)
+    #[arg(long)]
+    ignore_paused: bool,
     /// Container id
     id: String,
     /// Command and arguments
@@ -485,6 +503,10 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "no-new-privs",
         "apparmor",
         "process-label",
+        "pidfd-socket",
+        "no-subreaper",
+        "cgroup",
+        "ignore-paused",
     ];
     const TAKES_VALUE: &[&str] = &[
         "root",
@@ -512,13 +534,15 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "c",
         "apparmor",
         "process-label",
+        "pidfd-socket",
+        "cgroup",
     ];
     let mut out = Vec::new();
     let mut positionals = 0;
-    let mut is_exec = false;
+    let mut command = String::new();
     let mut value_next = false;
     for (i, a) in args.enumerate() {
-        if i == 0 || (is_exec && positionals >= 2) {
+        if i == 0 || (command == "exec" && positionals >= 2) {
             out.push(a);
             continue;
         }
@@ -530,19 +554,30 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         if let Some(flag) = a.strip_prefix('-') {
             let long = flag.strip_prefix('-');
             let name = long.unwrap_or(flag);
-            let (name, has_value) = match name.split_once('=') {
-                Some((n, _)) => (n, true),
-                None => (name, false),
+            let (name, value) = match name.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (name, None),
             };
-            value_next = !has_value && TAKES_VALUE.contains(&name);
+            value_next = value.is_none() && TAKES_VALUE.contains(&name);
+            let dashes = if name.len() > 1 { "--" } else { "-" };
+            // `--flag=true` / `--flag=false` (Go's boolean flags): the
+            // flag, or nothing. Any other value is left for clap to refuse.
+            if let Some(on) = value.and_then(go_bool)
+                && is_bool_flag(name, &command)
+            {
+                if on {
+                    out.push(format!("{dashes}{name}"));
+                }
+                continue;
+            }
             if long.is_none() && name.len() > 1 && LONG.contains(&name) {
                 out.push(format!("-{a}"));
                 continue;
             }
         } else {
             positionals += 1;
-            if positionals == 1 && a == "exec" {
-                is_exec = true;
+            if positionals == 1 {
+                command = a.clone();
             }
         }
         out.push(a);
@@ -550,9 +585,100 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// The `--log` file and `--log-format` among the global flags (those before
+/// the command, where clients put them), for a command line clap refused.
+fn usage_log(args: &[String]) -> (Option<PathBuf>, Format) {
+    let (mut log, mut format) = (None, Format::Text);
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let Some(flag) = a.strip_prefix("--") else {
+            break;
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None if matches!(flag, "root" | "log" | "log-format" | "rootless" | "criu") => {
+                (flag, it.next().cloned())
+            }
+            None => (flag, None),
+        };
+        match (name, value) {
+            ("log", Some(v)) => log = Some(PathBuf::from(v)),
+            ("log-format", Some(v)) if v == "json" => format = Format::Json,
+            ("log-format", Some(_)) => format = Format::Text,
+            _ => {}
+        }
+    }
+    (log, format)
+}
+
+/// A boolean as Go's strconv.ParseBool reads it (what runc's flags take).
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether `name` (without dashes) is a boolean flag of capsa, globally or
+/// of `command`.
+fn is_bool_flag(name: &str, command: &str) -> bool {
+    const BOOL: &[&str] = &[
+        "debug",
+        "systemd-cgroup",
+        "no-pivot",
+        "no-new-keyring",
+        "detach",
+        "keep",
+        "force",
+        "all",
+        "stats",
+        "quiet",
+        "version",
+        "help",
+        "tty",
+        "no-new-privs",
+        "no-subreaper",
+        "ignore-paused",
+        "d",
+        "t",
+        "a",
+        "q",
+        "v",
+        "h",
+    ];
+    BOOL.contains(&name)
+        || (name == "f" && command == "delete")
+        || (name == "rootless" && command == "spec")
+}
+
 fn main() {
     capsa::logging::start_clock();
-    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let args = normalize_args(std::env::args());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // A usage error exits 1, as runc's, and goes to the --log file
+            // too: clients (containerd's shim, conmon) read errors there.
+            let (log, format) = usage_log(&args);
+            if let Some(log) = log {
+                logging::init(Some(&log), format, false);
+                let text = e.to_string();
+                let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+                logging::error(first.strip_prefix("error: ").unwrap_or(first));
+                // The usage lines clap adds, on stderr only.
+                eprint!("{rest}");
+            } else {
+                let _ = e.print();
+            }
+            std::process::exit(1);
+        }
+    };
     // clap's description of every command and flag is gone now: hand its
     // memory back to the system rather than keep it resident all along.
     capsa::sys::trim_heap();
@@ -569,6 +695,10 @@ fn main() {
         && !(capsa::exec_stub::wanted() && capsa::exec_stub::install().is_ok())
         && let Err(e) = capsa::sealed_exe::ensure()
     {
+        if let Some(Command::Exec(_)) = &cli.command {
+            logging::error(&format!("exec failed: {e}"));
+            std::process::exit(255);
+        }
         logging::error(&e.to_string());
         std::process::exit(1);
     }
@@ -600,6 +730,7 @@ fn run_options(c: &CreateArgs, systemd_cgroup: bool) -> capsa::Result<RunOptions
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
         systemd_cgroup,
+        pidfd_socket: c.pidfd_socket.clone(),
     })
 }
 
@@ -616,6 +747,7 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             create,
             detach,
             keep,
+            no_subreaper: _,
         }) => {
             let o = run_options(&create, systemd_cgroup)?;
             return rt.run(&create.id, &o, detach, keep);
@@ -644,6 +776,7 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             )
         }
         Command::Exec(e) => {
+            let e = *e;
             let req = ExecRequest {
                 process_file: e.process,
                 args: e.command,
@@ -660,8 +793,16 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
                 detach: e.detach,
                 pid_file: e.pid_file,
                 preserve_fds: e.preserve_fds,
+                pidfd_socket: e.pidfd_socket,
+                cgroup: e.cgroup,
+                ignore_paused: e.ignore_paused,
             };
-            return rt.exec(&e.id, &req);
+            // runc's exit status for an exec that failed before the
+            // process ran, so that it is told from the process's own.
+            return rt.exec(&e.id, &req).or_else(|err| {
+                logging::error(&format!("exec failed: {err}"));
+                Ok(255)
+            });
         }
         Command::Update(u) => rt.update(&u.id, &update_resources(&u)?)?,
         Command::Pause(IdArg { id }) => rt.pause(&id)?,
@@ -785,8 +926,27 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
         }
         return Ok(());
     }
+    // The owner is the user owning the container's state directory (its
+    // name, or #UID when the user has none), as runc's list shows it.
+    let owner = |st: &capsa::state::State| -> String {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = std::fs::metadata(rt.store.dir(&st.id)) else {
+            return String::new();
+        };
+        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid())) {
+            Ok(Some(u)) => u.name,
+            _ => format!("#{}", m.uid()),
+        }
+    };
     if format == ListFormat::Json {
-        let v: Vec<serde_json::Value> = all.iter().map(|(st, s)| rt.state_json(st, *s)).collect();
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(st, s)| {
+                let mut v = rt.state_json(st, *s);
+                v["owner"] = owner(st).into();
+                v
+            })
+            .collect();
         println!("{}", serde_json::Value::Array(v));
         return Ok(());
     }
@@ -798,18 +958,13 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
             } else {
                 st.pid
             };
-            let owner = if st.owner.is_empty() {
-                "root".to_string()
-            } else {
-                st.owner.clone()
-            };
             [
                 st.id.clone(),
                 pid.to_string(),
                 s.to_string(),
                 st.bundle.display().to_string(),
                 st.created.clone(),
-                owner,
+                owner(st),
             ]
         })
         .collect();
@@ -862,5 +1017,30 @@ mod tests {
             "capsa exec --cwd /all id sh -c echo"
         );
         assert_eq!(norm("capsa kill -all id 9"), "capsa kill --all id 9");
+    }
+
+    #[test]
+    fn go_boolean_values() {
+        assert_eq!(
+            norm("capsa --systemd-cgroup=true -debug=false run --no-pivot=False -d=1 id"),
+            "capsa --systemd-cgroup run -d id"
+        );
+        assert_eq!(norm("capsa delete -f=t id"), "capsa delete -f id");
+        // Not booleans: left as they are (clap refuses a bad value).
+        assert_eq!(norm("capsa list -f=json"), "capsa list -f=json");
+        assert_eq!(
+            norm("capsa delete --force=yes id"),
+            "capsa delete --force=yes id"
+        );
+        assert_eq!(norm("capsa spec --rootless=true"), "capsa spec --rootless");
+        assert_eq!(
+            norm("capsa --rootless=true list"),
+            "capsa --rootless=true list"
+        );
+        // The command of exec is its own.
+        assert_eq!(
+            norm("capsa exec --tty=false id ls --all=true"),
+            "capsa exec id ls --all=true"
+        );
     }
 }

@@ -286,6 +286,53 @@ pub fn send_listener(
     Ok(())
 }
 
+/// The runtime-spec names of the architectures capsa compiles filters for
+/// (each one's syscall table), for `features`.
+pub fn architectures() -> &'static [&'static str] {
+    &[
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_ARM",
+        "SCMP_ARCH_RISCV64",
+        "SCMP_ARCH_X32",
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X86_64",
+    ]
+}
+
+/// The filter flags of the runtime-spec this kernel accepts, for
+/// `features`. Each is tried with no program: the kernel checks the flags
+/// first (EINVAL for one it does not know) and only then reads the program
+/// (EFAULT), so nothing is installed.
+pub fn supported_flags() -> Vec<&'static str> {
+    let accepts = |flags: u32| {
+        // SAFETY: a null program: the kernel fails the copy with EFAULT
+        // after checking the flags; no memory of ours is read or written.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                libc::c_ulong::from(flags),
+                std::ptr::null::<libc::sock_fprog>(),
+            )
+        };
+        r == -1 && nix::errno::Errno::last() == nix::errno::Errno::EFAULT
+    };
+    [
+        ("SECCOMP_FILTER_FLAG_LOG", FLAG_LOG),
+        ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", FLAG_SPEC_ALLOW),
+        ("SECCOMP_FILTER_FLAG_TSYNC", FLAG_TSYNC),
+        // Only valid with a listener (capsa adds one with SCMP_ACT_NOTIFY).
+        (
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+            FLAG_WAIT_KILLABLE_RECV | FLAG_NEW_LISTENER,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, f)| accepts(*f))
+    .map(|(n, _)| n)
+    .collect()
+}
+
 /// seccomp(SECCOMP_SET_MODE_FILTER, flags, program).
 fn set_mode_filter(program: &[sock_filter], flags: u32) -> nix::Result<libc::c_long> {
     let len = u16::try_from(program.len()).map_err(|_| nix::errno::Errno::E2BIG)?;

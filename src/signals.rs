@@ -38,10 +38,12 @@ const NAMES: [(&str, i32); 31] = [
     ("PWR", libc::SIGPWR),
 ];
 
+/// A signal for `kill`: `0` too, which checks that the container is alive
+/// (runc's liveness check) without signalling it.
 pub fn parse(s: &str) -> Result<i32> {
     let max = libc::SIGRTMAX();
     if let Ok(n) = s.parse::<i32>() {
-        if n < 1 || n > max {
+        if n < 0 || n > max {
             bail!("invalid signal {s:?}: no signal number {n}");
         }
         return Ok(n);
@@ -96,11 +98,11 @@ mod tests {
         assert_eq!(parse("SIGKILL").unwrap(), 9);
         assert_eq!(parse("sigusr1").unwrap(), 10);
         assert_eq!(parse("9").unwrap(), 9);
+        assert_eq!(parse("0").unwrap(), 0);
         assert_eq!(parse("RTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
         assert_eq!(parse("SIGRTMAX-1").unwrap(), libc::SIGRTMAX() - 1);
         for bad in [
             "",
-            "0",
             "65",
             "FOO",
             "SIG",

@@ -118,6 +118,11 @@ pub fn relay_pair() -> Result<(OwnedFd, OwnedFd)> {
 
 /// Connects to a console socket (a client's unix socket path).
 pub fn connect(path: &Path) -> Result<OwnedFd> {
+    connect_socket(path, "--console-socket")
+}
+
+/// Connects to a client's unix socket given by `flag`.
+pub fn connect_socket(path: &Path, flag: &str) -> Result<OwnedFd> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
     let sock = socket(
         AddressFamily::Unix,
@@ -126,22 +131,27 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
         None,
     )
     .ctx(|| "socket")?;
-    let addr = UnixAddr::new(path).ctx(|| format!("--console-socket {}", path.display()))?;
-    connect(sock.as_raw_fd(), &addr)
-        .ctx(|| format!("--console-socket: connect to {}", path.display()))?;
+    let addr = UnixAddr::new(path).ctx(|| format!("{flag} {}", path.display()))?;
+    connect(sock.as_raw_fd(), &addr).ctx(|| format!("{flag}: connect to {}", path.display()))?;
     Ok(sock)
 }
 
 /// Sends `fd` with SCM_RIGHTS, with the pty's name as the payload, the
 /// way runc does.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<()> {
-    let name = b"/dev/ptmx";
+    send_named_fd(sock, fd, b"/dev/ptmx").ctx(|| "send pty master over the console socket")
+}
+
+/// Sends `fd` with SCM_RIGHTS and `name` as the payload.
+pub fn send_named_fd(
+    sock: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    name: &[u8],
+) -> std::result::Result<(), nix::errno::Errno> {
     let iov = [IoSlice::new(name)];
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .ctx(|| "send pty master over the console socket")?;
-    Ok(())
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map(drop)
 }
 
 /// Receives one fd sent with SCM_RIGHTS.

@@ -85,6 +85,136 @@ fn v1_mounted(ctrl: &str) -> bool {
         .any(|l| l.rsplit(' ').next().unwrap().split(',').any(|o| o == ctrl))
 }
 
+/// Where the v1 hierarchy of `ctrl` is mounted.
+fn v1_mount(ctrl: &str) -> Option<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - cgroup cgroup "))
+        .find(|l| l.rsplit(' ').next().unwrap().split(',').any(|o| o == ctrl))
+        .map(|l| PathBuf::from(l.split(' ').nth(4).unwrap()))
+}
+
+/// A cgroup the probe makes, removed when dropped.
+struct ProbeCgroup(PathBuf);
+
+impl Drop for ProbeCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Which of `files` a new cgroup of v1 controller `ctrl` has on this host:
+/// the optional kernel features (BFQ's weights, swap accounting, RT group
+/// scheduling, ...) differ between machines of the same kind. Looked up
+/// in a cgroup made for the purpose (some files are not on the root).
+fn v1_file(ctrl: &str, files: &[&'static str]) -> Option<&'static str> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let probe =
+        ProbeCgroup(v1_mount(ctrl)?.join(format!("capsa-test-probe-{}-{n}", std::process::id())));
+    std::fs::create_dir(&probe.0).unwrap();
+    files.iter().copied().find(|f| probe.0.join(f).exists())
+}
+
+/// A resource that depends on an optional kernel feature: its controller,
+/// the files that hold it (any one), where it goes in LinuxResources, its
+/// value and the flag of `update` that sets it.
+struct Optional {
+    ctrl: &'static str,
+    files: &'static [&'static str],
+    pointer: &'static str,
+    value: i64,
+    flag: &'static str,
+}
+
+/// Checks on a host without `o`'s feature that a create asking for it is
+/// refused naming the field, and leaves nothing behind.
+#[track_caller]
+fn assert_create_refuses(ctx: &Ctx, o: &Optional) {
+    let mut c = sleeper(ctx);
+    let mut res = json!({});
+    let (group, key) = o.pointer.trim_start_matches('/').split_once('/').unwrap();
+    res[group] = json!({ key: o.value });
+    c["linux"]["resources"] = res;
+    ctx.write_config(&c);
+    let id = ctx.id(&format!("no-{key}"));
+    let out = ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]);
+    let field = format!("config.json: linux.resources.{group}.{key}");
+    assert_fails_with(&out, &field);
+    assert!(stderr(&out).contains("host"), "{}", stderr(&out));
+    assert!(ctx.state_entries().is_empty(), "{:?}", ctx.state_entries());
+}
+
+/// The optional resources these tests set, with this host's file for each
+/// (`None`: the host lacks the feature).
+fn optionals() -> Vec<(Optional, Option<&'static str>)> {
+    [
+        Optional {
+            ctrl: "blkio",
+            files: &["blkio.weight", "blkio.bfq.weight"],
+            pointer: "/blockIO/weight",
+            value: 300,
+            flag: "--blkio-weight",
+        },
+        Optional {
+            ctrl: "memory",
+            files: &["memory.memsw.limit_in_bytes"],
+            pointer: "/memory/swap",
+            value: 134217728,
+            flag: "--memory-swap",
+        },
+        Optional {
+            ctrl: "memory",
+            files: &["memory.kmem.tcp.limit_in_bytes"],
+            pointer: "/memory/kernelTCP",
+            value: 16777216,
+            flag: "--kernel-memory-tcp",
+        },
+        Optional {
+            ctrl: "cpu",
+            files: &["cpu.cfs_burst_us"],
+            pointer: "/cpu/burst",
+            value: 1000,
+            flag: "--cpu-burst",
+        },
+        Optional {
+            ctrl: "cpu",
+            files: &["cpu.rt_period_us"],
+            pointer: "/cpu/realtimePeriod",
+            value: 1000000,
+            flag: "--cpu-rt-period",
+        },
+        Optional {
+            ctrl: "cpu",
+            files: &["cpu.rt_runtime_us"],
+            pointer: "/cpu/realtimeRuntime",
+            value: 10000,
+            flag: "--cpu-rt-runtime",
+        },
+    ]
+    .into_iter()
+    .map(|o| {
+        let f = v1_file(o.ctrl, o.files);
+        if f.is_none() {
+            eprintln!("this host has none of {:?}: checking the refusal", o.files);
+        }
+        (o, f)
+    })
+    .collect()
+}
+
+/// Each optional resource the host has shows its value in its file.
+#[track_caller]
+fn assert_optionals_set(optionals: &[(Optional, Option<&'static str>)], paths: &Value) {
+    for (o, file) in optionals {
+        if let Some(f) = file {
+            let v = read(&dir(paths, o.ctrl), f);
+            assert!(v.ends_with(&o.value.to_string()), "{f}: {v}");
+        }
+    }
+}
+
 /// The first whole disk of the host (`major:minor`), for block I/O rules.
 fn a_disk() -> (u64, u64) {
     let parts = std::fs::read_to_string("/proc/partitions").unwrap();
@@ -122,22 +252,32 @@ fn every_resource_is_in_the_cgroup_files_before_the_process_runs() {
     c["linux"]["resources"] = json!({
         "devices": [{"allow": false, "access": "rwm"},
                     {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}],
-        "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728,
-                   "kernelTCP": 16777216, "swappiness": 20, "disableOOMKiller": true,
-                   "useHierarchy": true},
-        "cpu": {"shares": 512, "quota": 20000, "period": 50000, "burst": 1000,
-                "realtimePeriod": 1000000, "realtimeRuntime": 10000,
+        "memory": {"limit": 67108864, "reservation": 33554432, "swappiness": 20,
+                   "disableOOMKiller": true, "useHierarchy": true},
+        "cpu": {"shares": 512, "quota": 20000, "period": 50000,
                 "cpus": "0", "mems": "0", "idle": 0},
         "pids": {"limit": 33},
-        "blockIO": {"weight": 300,
-                    "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+        "blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
                     "throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 2097152}],
                     "throttleReadIOPSDevice": [{"major": major, "minor": minor, "rate": 300}],
                     "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 400}]}
     });
+    // What depends on optional kernel features: set where the host has
+    // it, else its refusal checked.
+    let optionals = optionals();
+    for (o, file) in &optionals {
+        match file {
+            Some(_) => {
+                let (group, key) = o.pointer[1..].split_once('/').unwrap();
+                c["linux"]["resources"][group][key] = json!(o.value);
+            }
+            None => assert_create_refuses(&ctx, o),
+        }
+    }
     let id = ctx.id("c");
     let pid = create(&ctx, &id, &c);
     let paths = cgroup_dirs(&ctx, &id);
+    assert_optionals_set(&optionals, &paths);
 
     // The init (not yet running the user's program) sits in the
     // container's cgroup in every hierarchy, the unified one included.
@@ -147,28 +287,20 @@ fn every_resource_is_in_the_cgroup_files_before_the_process_runs() {
     let mem = dir(&paths, "memory");
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "67108864");
     assert_eq!(read(&mem, "memory.soft_limit_in_bytes"), "33554432");
-    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "134217728");
-    assert_eq!(read(&mem, "memory.kmem.tcp.limit_in_bytes"), "16777216");
     assert_eq!(read(&mem, "memory.swappiness"), "20");
     assert!(read(&mem, "memory.oom_control").contains("oom_kill_disable 1"));
     let cpu = dir(&paths, "cpu");
     assert_eq!(read(&cpu, "cpu.shares"), "512");
     assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "20000");
     assert_eq!(read(&cpu, "cpu.cfs_period_us"), "50000");
-    assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "1000");
-    assert_eq!(read(&cpu, "cpu.rt_period_us"), "1000000");
-    assert_eq!(read(&cpu, "cpu.rt_runtime_us"), "10000");
-    assert_eq!(read(&cpu, "cpu.idle"), "0");
+    if cpu.join("cpu.idle").exists() {
+        assert_eq!(read(&cpu, "cpu.idle"), "0");
+    }
     let cpuset = dir(&paths, "cpuset");
     assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
     assert_eq!(read(&cpuset, "cpuset.mems"), "0");
     assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "33");
     let blkio = dir(&paths, "blkio");
-    let weight = ["blkio.weight", "blkio.bfq.weight"]
-        .iter()
-        .find(|f| blkio.join(f).exists())
-        .unwrap();
-    assert!(read(&blkio, weight).ends_with("300"));
     let dev = format!("{major}:{minor}");
     assert_eq!(
         read(&blkio, "blkio.throttle.read_bps_device"),
@@ -454,67 +586,70 @@ fn update_changes_every_flag_and_resources_documents() {
         dir(&paths, "cpu"),
         dir(&paths, "cpuset"),
     );
-    assert_ok(&ctx.capsa(&[
+    // The flags of optional kernel features: given where the host has
+    // them, else each one's refusal checked.
+    let optionals = optionals();
+    let values: Vec<String> = optionals.iter().map(|(o, _)| o.value.to_string()).collect();
+    let mut args = vec![
         "update",
         "--memory",
         "128m",
-        "--memory-swap",
-        "256m",
         "--memory-reservation",
         "64m",
-        "--kernel-memory-tcp",
-        "8m",
         "--cpu-shares",
         "300",
         "--cpu-quota",
         "25000",
         "--cpu-period",
         "50000",
-        "--cpu-rt-period",
-        "900000",
-        "--cpu-rt-runtime",
-        "5000",
         "--cpuset-cpus",
         "0",
         "--cpuset-mems",
         "0",
         "--pids-limit",
         "42",
-        "--blkio-weight",
-        "250",
-        &id,
-    ]));
+    ];
+    for ((o, file), v) in optionals.iter().zip(&values) {
+        if file.is_some() {
+            args.extend([o.flag, v.as_str()]);
+        } else {
+            let (group, key) = o.pointer[1..].split_once('/').unwrap();
+            let out = ctx.capsa(&["update", o.flag, v, &id]);
+            assert_fails_with(&out, &format!("linux.resources.{group}.{key}"));
+            assert!(stderr(&out).contains("host"), "{}", stderr(&out));
+        }
+    }
+    args.push(&id);
+    assert_ok(&ctx.capsa(&args));
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "134217728");
-    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "268435456");
     assert_eq!(read(&mem, "memory.soft_limit_in_bytes"), "67108864");
-    assert_eq!(read(&mem, "memory.kmem.tcp.limit_in_bytes"), "8388608");
     assert_eq!(read(&cpu, "cpu.shares"), "300");
     assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "25000");
     assert_eq!(read(&cpu, "cpu.cfs_period_us"), "50000");
-    assert_eq!(read(&cpu, "cpu.rt_period_us"), "900000");
-    assert_eq!(read(&cpu, "cpu.rt_runtime_us"), "5000");
     assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
     assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "42");
-    let blkio = dir(&paths, "blkio");
-    let weight = ["blkio.weight", "blkio.bfq.weight"]
+    assert_optionals_set(&optionals, &paths);
+    let swap = optionals
         .iter()
-        .find(|f| blkio.join(f).exists())
-        .unwrap();
-    assert!(read(&blkio, weight).ends_with("250"));
+        .any(|(o, f)| o.flag == "--memory-swap" && f.is_some());
 
     // Lowering memory below memory+swap works in either order, and -1
     // lifts both; only what is given changes.
     assert_ok(&ctx.capsa(&["update", "--memory", "32m", &id]));
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "33554432");
-    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "268435456");
+    if swap {
+        assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "134217728");
+    }
     assert_ok(&ctx.capsa(&["update", "--memory", "-1", "--pids-limit", "-1", &id]));
     assert!(read(&mem, "memory.limit_in_bytes").parse::<u64>().unwrap() > 1 << 60);
-    assert!(
-        read(&mem, "memory.memsw.limit_in_bytes")
-            .parse::<u64>()
-            .unwrap()
-            > 1 << 60
-    );
+    if swap {
+        assert!(
+            read(&mem, "memory.memsw.limit_in_bytes")
+                .parse::<u64>()
+                .unwrap()
+                > 1 << 60
+        );
+    }
     assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "max");
     assert_eq!(read(&cpu, "cpu.shares"), "300");
 
@@ -525,27 +660,40 @@ fn update_changes_every_flag_and_resources_documents() {
         .spawn()
         .unwrap();
     use std::io::Write;
+    let doc = if swap {
+        r#"{"memory": {"limit": 50331648, "swap": 100663296}, "cpu": {"shares": 700}, "pids": {"limit": 77}}"#
+    } else {
+        r#"{"memory": {"limit": 50331648}, "cpu": {"shares": 700}, "pids": {"limit": 77}}"#
+    };
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(br#"{"memory": {"limit": 50331648, "swap": 100663296}, "cpu": {"shares": 700}, "pids": {"limit": 77}}"#)
+        .write_all(doc.as_bytes())
         .unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "50331648");
-    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "100663296");
+    if swap {
+        assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "100663296");
+    }
     assert_eq!(read(&cpu, "cpu.shares"), "700");
     assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "77");
     // An idle group keeps later updates working; leaving idle restores
     // shares.
-    assert_ok(&ctx.capsa(&["update", "--cpu-idle", "1", "--cpu-burst", "700", &id]));
-    assert_eq!(read(&cpu, "cpu.idle"), "1");
-    assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "700");
-    assert_ok(&ctx.capsa(&["update", "--pids-limit", "78", &id]));
-    assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "78");
-    assert_ok(&ctx.capsa(&["update", "--cpu-idle", "0", "--cpu-shares", "400", &id]));
-    assert_eq!(read(&cpu, "cpu.idle"), "0");
-    assert_eq!(read(&cpu, "cpu.shares"), "400");
+    if cpu.join("cpu.idle").exists() {
+        assert_ok(&ctx.capsa(&["update", "--cpu-idle", "1", &id]));
+        assert_eq!(read(&cpu, "cpu.idle"), "1");
+        assert_ok(&ctx.capsa(&["update", "--pids-limit", "78", &id]));
+        assert_eq!(read(&dir(&paths, "pids"), "pids.max"), "78");
+        assert_ok(&ctx.capsa(&["update", "--cpu-idle", "0", "--cpu-shares", "400", &id]));
+        assert_eq!(read(&cpu, "cpu.idle"), "0");
+        assert_eq!(read(&cpu, "cpu.shares"), "400");
+    } else {
+        assert_fails_with(
+            &ctx.capsa(&["update", "--cpu-idle", "1", &id]),
+            "linux.resources.cpu.idle",
+        );
+    }
     // And from a file, with checkBeforeUpdate refusing a limit below usage.
     let f = ctx.dir.join("res.json");
     std::fs::write(

@@ -99,6 +99,15 @@ fn assert_clear_failure(o: &Output, cause: &str) {
     assert!(err.starts_with("capsa: "), "{err:?}");
 }
 
+/// The same for `exec`, which exits 255 (as runc's) with "exec failed:".
+#[track_caller]
+fn assert_clear_exec_failure(o: &Output, cause: &str) {
+    assert_fails_with(o, cause);
+    assert_eq!(o.status.code(), Some(255), "{}", stderr(o));
+    let err = stderr(o);
+    assert!(err.starts_with("capsa: exec failed: "), "{err:?}");
+}
+
 #[test]
 fn full_state_root() {
     let ctx = sleeping("full");
@@ -218,7 +227,9 @@ fn low_fd_limits() {
         worked += 1;
         for args in [vec!["start", &id], vec!["exec", &id, "true"]] {
             let out = capsa_in(&ctx, &ctx.root, &limit, &args);
-            if !out.status.success() {
+            if !out.status.success() && args[0] == "exec" {
+                assert_clear_exec_failure(&out, "too many open files");
+            } else if !out.status.success() {
                 assert_clear_failure(&out, "too many open files");
             }
         }
@@ -296,7 +307,7 @@ fn exhausted_pid_limit() {
     assert_ok(&ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]));
     assert_ok(&ctx.capsa(&["start", &id]));
     let out = capsa_in(&ctx, &ctx.root, &limit.enter(), &["exec", &id, "true"]);
-    assert_clear_failure(&out, "clone exec process: resource temporarily unavailable");
+    assert_clear_exec_failure(&out, "clone exec process: resource temporarily unavailable");
     assert_eq!(marked_processes(&ctx.name).len(), 1);
     let out = ctx.capsa(&["exec", &id, "echo", "ok"]);
     assert_eq!(stdout(&out), "ok\n");
