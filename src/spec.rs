@@ -167,6 +167,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     if let Some(mounts) = spec.mounts() {
         let fs = filesystems();
         for (i, m) in mounts.iter().enumerate() {
+            crate::rootfs::mount_options::check(i, m)
+                .map_err(|e| Error::msg(format!("{CONFIG}: {e}")))?;
             let is_bind = m.typ().as_deref() == Some("bind")
                 || m.options()
                     .as_ref()

@@ -425,6 +425,32 @@ pub fn mount_setattr_idmap(
     Errno::result(r).map(drop)
 }
 
+/// `mount_setattr` on the mount `fd` refers to (and every mount below it):
+/// the MOUNT_ATTR_* bits `set` are set and `clr` cleared.
+pub fn mount_setattr_rec(fd: BorrowedFd<'_>, set: u64, clr: u64) -> Result<(), Errno> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint;
+    // SAFETY: an fd with an empty path (AT_EMPTY_PATH), and a pointer to a
+    // mount_attr of the size passed, alive for the call; the kernel only
+    // reads it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 /// `move_mount`: attaches the detached mount `mnt` (from `open_tree` or
 /// `fsmount`) on what `target` (an O_PATH fd) refers to.
 pub fn move_mount_onto(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
