@@ -217,6 +217,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 }
 
 /// Whether `p` is a mounted resctrl filesystem.
+// f_type is i64 on 64-bit targets, narrower elsewhere.
+#[allow(clippy::unnecessary_cast)]
 fn is_resctrl(p: &Path) -> bool {
     const RDTGROUP_SUPER_MAGIC: i64 = 0x7655821;
     nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as i64 == RDTGROUP_SUPER_MAGIC)
