@@ -401,6 +401,18 @@ impl Runtime {
         // Stopped too: the init of a create killed half-way may still be
         // around (and is only killed if it is still the recorded one).
         crate::logging::phase("delete: state loaded");
+        // linux.netDevices go back to the host while the init still holds
+        // the container's network namespace.
+        if init_alive(&st)
+            && let Ok(spec) = stored_spec(&st)
+            && spec
+                .linux()
+                .as_ref()
+                .is_some_and(|l| l.net_devices().is_some())
+            && let Err(e) = crate::netdev::detach(&spec, st.pid)
+        {
+            crate::logging::warn(&e.to_string());
+        }
         self.kill_and_wait(&st)?;
         crate::fault::point("delete:killed");
         crate::logging::phase("delete: init gone");

@@ -194,6 +194,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             }
         }
     }
+    crate::netdev::validate(spec)?;
     if let Some(l) = linux {
         if l.intel_rdt().is_some() {
             let why = if is_resctrl(Path::new("/sys/fs/resctrl")) {

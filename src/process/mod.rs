@@ -18,7 +18,7 @@ use nix::sys::socket::{
 };
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use sync::Msg;
 
@@ -174,7 +174,13 @@ pub fn create(
     drop(console_child);
     crate::logging::phase("clone");
     let cg = joins.then(|| cgroup.record().clone());
-    let result = finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
+    // linux.netDevices move while the init waits for its first message.
+    let mut netns = None;
+    let result = crate::netdev::attach(&bundle.spec, pid.as_raw())
+        .and_then(|ns| {
+            netns = ns;
+            finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
+        })
         .and_then(|state| {
             let pty_master = match &console_parent {
                 Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
@@ -186,6 +192,13 @@ pub fn create(
         // cgroups) and our talking to it failed because of that.
         .map_err(|e| parent.pending_fail().map(Error::Msg).unwrap_or(e));
     if result.is_err() {
+        // Devices moved in go back (the handle keeps the namespace alive
+        // even if the init is gone; a virtual device would die with it).
+        if let Some(ns) = &netns
+            && let Err(e) = crate::netdev::detach_from(&bundle.spec, ns.as_fd())
+        {
+            crate::logging::warn(&e.to_string());
+        }
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
         let _ = cgroups::destroy(cgroup.record());
