@@ -403,12 +403,9 @@ impl Runtime {
         crate::logging::phase("delete: state loaded");
         // linux.netDevices go back to the host while the init still holds
         // the container's network namespace.
-        if init_alive(&st)
+        if st.config["linux"]["netDevices"].is_object()
+            && init_alive(&st)
             && let Ok(spec) = stored_spec(&st)
-            && spec
-                .linux()
-                .as_ref()
-                .is_some_and(|l| l.net_devices().is_some())
             && let Err(e) = crate::netdev::detach(&spec, st.pid)
         {
             crate::logging::warn(&e.to_string());
