@@ -514,6 +514,7 @@ impl Runtime {
         }
         let spec = stored_spec(&st)?;
         let process = exec_process(&spec, req)?;
+        crate::process::attrs::validate_process(&process, "process")?;
         let init = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
         let old = if req.detach {
             SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty())
@@ -661,7 +662,13 @@ pub fn exec_process(
         p.set_console_size(None);
     }
     let mut env = p.env().clone().unwrap_or_default();
-    env.extend(req.env.iter().cloned());
+    // `--env NAME=value` replaces the config's NAME rather than adding a
+    // second entry.
+    for e in &req.env {
+        let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n);
+        env.retain(|old| old.split_once('=').map_or(old.as_str(), |(n, _)| n) != name);
+        env.push(e.clone());
+    }
     p.set_env(Some(env));
     if let Some(cwd) = &req.cwd {
         p.set_cwd(cwd.clone());

@@ -195,6 +195,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     crate::netdev::validate(spec)?;
+    crate::process::attrs::validate(spec)?;
     if let Some(l) = linux {
         if l.intel_rdt().is_some() {
             let why = if is_resctrl(Path::new("/sys/fs/resctrl")) {

@@ -182,3 +182,146 @@ fn net_devices_are_refused_without_a_network_namespace_or_device() {
         stderr(&out)
     );
 }
+
+#[test]
+fn io_priority_scheduler_and_personality_are_seen_inside() {
+    let ctx = Ctx::new("attrs");
+    let mut c = ctx.sh_config(
+        "ionice; grep -E '^(policy|prio) ' /proc/self/sched | tr -s ' '; cat /proc/self/personality",
+    );
+    c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 5});
+    c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    let out = ctx.run(&c);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "best-effort: prio 5\npolicy : 3\nprio : 127\n00000008\n"
+    );
+}
+
+#[test]
+fn bad_scheduling_attributes_are_refused_by_name() {
+    let ctx = Ctx::new("attrsbad");
+    let id = ctx.id("c");
+    for (field, value, needle) in [
+        (
+            "ioPriority",
+            json!({"class": "IOPRIO_CLASS_BE", "priority": 9}),
+            "process.ioPriority.priority: 9 is not in 0..7",
+        ),
+        (
+            "scheduler",
+            json!({"policy": "SCHED_FIFO", "priority": 0}),
+            "process.scheduler.priority: 0 is not in 1..99",
+        ),
+        (
+            "scheduler",
+            json!({"policy": "SCHED_OTHER", "nice": 40}),
+            "process.scheduler.nice: 40 is not in -20..19",
+        ),
+        (
+            "execCPUAffinity",
+            json!({"final": "0-5000"}),
+            "process.execCPUAffinity.final: \"0-5000\" is not a range below",
+        ),
+    ] {
+        let mut c = ctx.default_config();
+        c["process"][field] = value;
+        ctx.write_config(&c);
+        let out = ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]);
+        assert_fails_with(&out, needle);
+        assert!(ctx.state_entries().is_empty());
+    }
+    let mut c = ctx.default_config();
+    c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND"});
+    ctx.write_config(&c);
+    let out = ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]);
+    assert_fails_with(&out, "linux.memoryPolicy.nodes: MPOL_BIND needs nodes");
+    assert!(ctx.state_entries().is_empty());
+}
+
+#[test]
+fn memory_policy_is_seen_inside_or_refused() {
+    let ctx = Ctx::new("mempol");
+    let mut c = ctx.sh_config("head -n 1 /proc/self/numa_maps | cut -d ' ' -f 2");
+    c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    let out = ctx.run(&c);
+    if std::path::Path::new("/proc/self/numa_maps").exists() {
+        assert_ok(&out);
+        assert_eq!(stdout(&out), "interleave:0\n");
+    } else {
+        assert_fails_with(&out, "linux.memoryPolicy: set_mempolicy MPOL_INTERLEAVE");
+    }
+}
+
+/// The CPUs this test may run on.
+fn allowed_cpus() -> Vec<usize> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    (0..nix::sched::CpuSet::count())
+        .filter(|&i| set.is_set(i).unwrap_or(false))
+        .collect()
+}
+
+#[test]
+fn exec_cpu_affinity_final_holds_for_the_init_and_exec() {
+    let cpus = allowed_cpus();
+    let first = cpus[0].to_string();
+    let last = cpus[cpus.len() - 1].to_string();
+    let ctx = Ctx::new("affinity");
+    let mut c = ctx.default_config();
+    c["process"]["args"] = json!(["sleep", "100"]);
+    c["process"]["execCPUAffinity"] = json!({"initial": first, "final": last});
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    assert_ok(&ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]));
+    assert_ok(&ctx.capsa(&["start", &id]));
+    let pid = ctx.state(&id)["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(status_field(&status, "Cpus_allowed_list"), last);
+    // exec --process with its own final affinity.
+    let mut p = c["process"].clone();
+    p["args"] = json!(["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    p["execCPUAffinity"] = json!({"initial": last, "final": first});
+    let file = ctx.dir.join("process.json");
+    std::fs::write(&file, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = ctx.capsa(&["exec", "--process", file.to_str().unwrap(), &id]);
+    assert_ok(&out);
+    assert_eq!(status_field(&stdout(&out), "Cpus_allowed_list"), first);
+    // A plain exec runs the config's process, with its affinity.
+    let out = ctx.capsa(&[
+        "exec",
+        &id,
+        "grep",
+        "Cpus_allowed_list",
+        "/proc/self/status",
+    ]);
+    assert_ok(&out);
+    assert_eq!(status_field(&stdout(&out), "Cpus_allowed_list"), last);
+}
+
+#[test]
+fn exec_env_replaces_a_variable_the_config_sets() {
+    let ctx = Ctx::new("execenv");
+    let mut c = ctx.default_config();
+    c["process"]["args"] = json!(["sleep", "100"]);
+    c["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("FOO=config"));
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    assert_ok(&ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]));
+    assert_ok(&ctx.capsa(&["start", &id]));
+    let out = ctx.capsa(&[
+        "exec",
+        "--env",
+        "FOO=cli",
+        &id,
+        "sh",
+        "-c",
+        "env | grep -c '^FOO='; echo $FOO",
+    ]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "1\ncli\n");
+}

@@ -3,6 +3,7 @@
 //! handshake with the child over the sync channel, and the state written
 //! before the child is told it may outlive us.
 
+pub mod attrs;
 pub mod exec;
 pub mod init;
 pub mod sync;
@@ -135,6 +136,11 @@ pub fn create(
         init::protect_binary();
     }
     crate::logging::phase("prepare");
+    // process.execCPUAffinity.initial: capsa's own, inherited by the init.
+    let saved_affinity = match bundle.spec.process() {
+        Some(p) => attrs::set_initial(p, "process")?,
+        None => None,
+    };
     let own_comm = nix::sys::prctl::get_name().ok();
     let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(INIT_COMM).expect("no NUL"));
     let cloned = crate::sys::clone_into_cgroup(flags, join.as_ref().and_then(|j| j.cgroup_fd()))
@@ -167,6 +173,7 @@ pub fn create(
         }
         (Some(pid), _) => pid,
     };
+    attrs::restore(saved_affinity);
     drop(join);
     drop(child);
     drop(listener);
