@@ -325,3 +325,23 @@ fn exec_env_replaces_a_variable_the_config_sets() {
     assert_ok(&out);
     assert_eq!(stdout(&out), "1\ncli\n");
 }
+
+#[test]
+fn time_offsets_work_with_a_new_user_namespace() {
+    const DAYS_10: u64 = 864_000;
+    let ctx = Ctx::new("timeuserns");
+    let mut c = ctx.sh_config("cut -d. -f1 /proc/uptime; id -u");
+    let nss = c["linux"]["namespaces"].as_array_mut().unwrap();
+    nss.push(json!({"type": "user"}));
+    nss.push(json!({"type": "time"}));
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 210_000, "size": 65536}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 210_000, "size": 65536}]);
+    c["linux"]["timeOffsets"] = json!({"boottime": {"secs": DAYS_10}});
+    let out = ctx.run(&c);
+    assert_ok(&out);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let uptime: u64 = lines.next().unwrap().parse().unwrap();
+    assert!(uptime >= DAYS_10, "{text}");
+    assert_eq!(lines.next(), Some("0"));
+}
