@@ -345,3 +345,58 @@ fn time_offsets_work_with_a_new_user_namespace() {
     assert!(uptime >= DAYS_10, "{text}");
     assert_eq!(lines.next(), Some("0"));
 }
+
+/// Whether the host has a cgroup mount at `path`.
+fn cgroup_mounted_at(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path) && l.contains(" - cgroup"))
+}
+
+#[test]
+fn a_cgroup_mount_hidden_by_a_tmpfs_is_not_used() {
+    let ctx = Ctx::new("shadowcg");
+    // Hide what this host has: the cgroup2 mount of a hybrid host, and a
+    // v1 controller the default config sets no limit for.
+    let mut hide: Vec<&str> = Vec::new();
+    for p in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids"] {
+        if cgroup_mounted_at(p) {
+            hide.push(p);
+        }
+    }
+    if hide.is_empty() {
+        eprintln!("no hybrid or v1 cgroup mounts to hide on this host");
+        return;
+    }
+    let setup: String = hide
+        .iter()
+        .map(|p| format!("mount -t tmpfs capsa-shadow-test {p}\n"))
+        .collect();
+    // No cgroup namespace: /proc/self/cgroup shows the host's paths.
+    let mut c = ctx.sh_config("cat /proc/self/cgroup; echo ran");
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "cgroup");
+    ctx.write_config(&c);
+    let script = format!("set -e\n{setup}exec \"$0\" --root \"$1\" run --bundle \"$2\" \"$3\"");
+    let id = ctx.id("c");
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script, CAPSA])
+        .arg(&ctx.root)
+        .arg(&ctx.bundle)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.ends_with("ran\n"), "{text}");
+    // It still got a cgroup of its own where the controllers are visible.
+    assert!(
+        text.lines()
+            .any(|l| l.contains(":memory:") && l.contains(&id)),
+        "{text}"
+    );
+}
