@@ -494,6 +494,14 @@ impl Runtime {
         }
         let code = foreground::wait(Pid::from_raw(created.state.pid), created.pty_master)?;
         crate::logging::phase("container exited");
+        // The namespace outlived the init through this handle: the
+        // linux.netDevices go back to the host before it goes.
+        if let Some(ns) = &created.netns
+            && let Ok(spec) = stored_spec(&created.state)
+            && let Err(e) = crate::netdev::detach_from(&spec, std::os::fd::AsFd::as_fd(ns))
+        {
+            crate::logging::warn(&e.to_string());
+        }
         if !keep {
             self.delete(id, true)?;
             crate::logging::phase("deleted");

@@ -400,3 +400,33 @@ fn a_cgroup_mount_hidden_by_a_tmpfs_is_not_used() {
         "{text}"
     );
 }
+
+#[test]
+fn net_devices_come_back_after_a_foreground_run() {
+    let ctx = Ctx::new("netdevrun");
+    let veth = Veth::new('c');
+    let dev = veth.0.as_str();
+    assert!(
+        ip(&["addr", "add", "10.199.79.1/24", "dev", dev])
+            .status
+            .success()
+    );
+    let mut c = ctx.sh_config("ip -o addr show dev inner0 | grep -c 10.199.79.1/24");
+    c["linux"]["netDevices"] = json!({ dev: {"name": "inner0"} });
+    let out = ctx.run(&c);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "1\n");
+    // The init has exited: the veth came back (a virtual device would have
+    // died with the namespace) under its own name, with its address.
+    let out = ip(&["-o", "addr", "show", "dev", dev]);
+    assert!(
+        out.status.success(),
+        "{dev} did not come back: {}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("inet 10.199.79.1/24"),
+        "{}",
+        stdout(&out)
+    );
+}

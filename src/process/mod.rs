@@ -71,6 +71,10 @@ fn exec_listener(locked: &Locked) -> Result<OwnedFd> {
 pub struct Created {
     pub state: State,
     pub pty_master: Option<OwnedFd>,
+    /// With `linux.netDevices`: the container's network namespace, which
+    /// a foreground `run` keeps to give the devices back after the init
+    /// has exited.
+    pub netns: Option<OwnedFd>,
 }
 
 /// Where the init sends the pty master: the client's console socket, or
@@ -193,7 +197,11 @@ pub fn create(
                 Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
                 None => None,
             };
-            Ok(Created { state, pty_master })
+            Ok(Created {
+                state,
+                pty_master,
+                netns: None,
+            })
         })
         // The init's own report, when it failed first (say, joining its
         // cgroups) and our talking to it failed because of that.
@@ -210,7 +218,10 @@ pub fn create(
         let _ = waitpid(pid, None);
         let _ = cgroups::destroy(cgroup.record());
     }
-    result
+    result.map(|mut c| {
+        c.netns = netns;
+        c
+    })
 }
 
 /// The cgroup setup of `create`: directories and limits, and the files the
