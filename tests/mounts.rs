@@ -291,3 +291,32 @@ fn features_lists_the_new_mount_options() {
         assert!(opts.contains(&o), "{o} missing from {opts:?}");
     }
 }
+
+#[test]
+fn tmpcopyup_through_a_symlinked_destination_stays_in_the_rootfs() {
+    let ctx = Ctx::new("copylink");
+    let rootfs = ctx.bundle.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc/img")).unwrap();
+    std::fs::write(rootfs.join("etc/img/mark"), "image etc\n").unwrap();
+    // /scratch in the image points at the host's /etc by an absolute path:
+    // inside the container it means the rootfs's /etc.
+    std::os::unix::fs::symlink("/etc", rootfs.join("scratch")).unwrap();
+    let host_etc: Vec<_> = std::fs::read_dir("/etc")
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut c = ctx.sh_config("cat /etc/img/mark; grep -c ' /etc .* - tmpfs ' /proc/self/mountinfo; ls /etc | grep -c '^passwd$'");
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+        "options": ["tmpcopyup"]}));
+    let out = ctx.run(&c);
+    assert_ok(&out);
+    // The tmpfs went over the rootfs's /etc, filled with the image's files.
+    assert_eq!(stdout(&out), "image etc\n1\n1\n");
+    let after: Vec<_> = std::fs::read_dir("/etc")
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(host_etc.len(), after.len(), "host /etc changed");
+    assert!(!Path::new("/etc/img").exists());
+}
