@@ -138,6 +138,23 @@ fn an_unknown_option_of_a_bind_mount_is_refused_by_name() {
         "(/data): the option \"tmpcopyup\" needs a tmpfs mount",
     );
     assert!(ctx.state_entries().is_empty());
+    // capsa builds the cgroup mount itself: it takes no filesystem options.
+    let mut c = ctx.default_config();
+    for m in c["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "cgroup" {
+            m["options"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("clone_children"));
+        }
+    }
+    ctx.write_config(&c);
+    let out = ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]);
+    assert_fails_with(
+        &out,
+        "(/sys/fs/cgroup): unknown mount option \"clone_children\" (a cgroup mount takes no filesystem options)",
+    );
+    assert!(ctx.state_entries().is_empty());
 }
 
 #[test]
