@@ -14,30 +14,29 @@ ROOTFS   := $(BUNDLE)/rootfs
 # with the functions everyday commands run linked first and together
 # (scripts/hot-symbols.py writes the list), so a capsa process maps a
 # fraction of its code. Linked against musl where the toolchain has its
-# standard library (fetched with rustup if it can be): glibc's static
+# standard library (fetched with rustup by `make toolchain` if it can be): glibc's static
 # start-up probes the CPU's caches with cpuid, a trap in a VM, 0.4 ms of
 # every capsa command here; otherwise against glibc. Built for that target
 # explicitly, so these flags reach capsa and its dependencies but not the
 # proc-macros. `make TARGET=...` picks one.
 HOST     := $(shell rustc -vV | sed -n 's/^host: //p')
 MUSL     := $(subst -gnu,-musl,$(HOST))
+# Chosen from what is installed, when first used (after the `toolchain`
+# rule ran), never fetched while this Makefile is merely parsed.
 ifeq ($(origin TARGET),undefined)
-TARGET   := $(shell rustup target list --installed 2>/dev/null | grep -qx '$(MUSL)' || \
-              timeout 120 rustup target add $(MUSL) >/dev/null 2>&1; \
-              rustup target list --installed 2>/dev/null | grep -qx '$(MUSL)' && echo $(MUSL) || echo $(HOST))
-$(if $(filter $(HOST),$(TARGET)),$(info capsa: building against glibc ($(MUSL) could not be installed: rustup target add $(MUSL))))
+TARGET    = $(eval TARGET := $(shell rustup target list --installed 2>/dev/null | grep -qx '$(MUSL)' && echo $(MUSL) || echo $(HOST)))$(TARGET)
 endif
 # lld for the code order: the toolchain's own (the gnu target's default
 # linker; the musl one would take the system's ld).
 GCC_LD   := $(shell rustc --print sysroot)/lib/rustlib/$(HOST)/bin/gcc-ld
-LLD      := $(if $(filter %-musl,$(TARGET)),$(if $(wildcard $(GCC_LD)/ld.lld),-C link-arg=-fuse-ld=lld -C link-arg=-B$(GCC_LD)))
-HOT_LIST := scripts/hot-symbols.$(TARGET).txt
+LLD       = $(if $(filter %-musl,$(TARGET)),$(if $(wildcard $(GCC_LD)/ld.lld),-C link-arg=-fuse-ld=lld -C link-arg=-B$(GCC_LD)))
+HOT_LIST  = scripts/hot-symbols.$(TARGET).txt
 ORDER_FLAGS := -C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/$(HOT_LIST) \
                -C link-arg=-Wl,--no-warn-symbol-ordering
-HOT_ORDER := $(if $(and $(wildcard $(HOT_LIST)),$(or $(LLD),$(filter %-gnu,$(TARGET)))),$(ORDER_FLAGS))
-RELEASE_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static $(LLD)
-RELEASE  := RUSTFLAGS="$(RELEASE_RUSTFLAGS) $(HOT_ORDER)" $(CARGO)
-CAPSA    := target/$(TARGET)/release/capsa
+HOT_ORDER = $(if $(and $(wildcard $(HOT_LIST)),$(or $(LLD),$(filter %-gnu,$(TARGET)))),$(ORDER_FLAGS))
+RELEASE_RUSTFLAGS = -C target-feature=+crt-static -C relocation-model=static $(LLD)
+RELEASE   = RUSTFLAGS="$(RELEASE_RUSTFLAGS) $(HOT_ORDER)" $(CARGO)
+CAPSA     = target/$(TARGET)/release/capsa
 # capsa with the crash points of src/fault.rs, for tests/crash.rs: a debug
 # build (quick to compile) in its own target dir, never the shipped binary.
 FAULT_TARGET := target/fault
@@ -45,14 +44,14 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := config signal mount_options seccomp process cgroup_path id update proc_files state
 SOAK_LIFECYCLES ?= 1000
 
-.PHONY: all build release bundle run test unit clean deps integration-deps bench fault-build fuzz soak hot-symbols
+.PHONY: all toolchain build release bundle run test unit clean deps integration-deps bench fault-build fuzz soak hot-symbols
 
 all: release bundle
 
 build:
 	$(CARGO) build
 
-release:
+release: toolchain
 	$(RELEASE) build --release --target $(TARGET)
 
 # Debian packages the project needs (busybox-static for every rootfs;
@@ -79,8 +78,9 @@ integration-deps:
 fault-build:
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
 
-test: deps integration-deps
+test: toolchain deps integration-deps
 	$(RELEASE) build --release --target $(TARGET)
+	python3 scripts/check-hot-symbols.py $(CAPSA) $(HOT_LIST)
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)
 	BUSYBOX=$(BUSYBOX) $(RELEASE) test --release --target $(TARGET) -- --test-threads=4
 	# The fuzz regressions once more with overflow checks (a debug build,
@@ -116,9 +116,16 @@ bench: release bundle
 
 # Regenerates scripts/hot-symbols.$(TARGET).txt from what the commands really run
 # (root, offline; commit the result). Not in CI: the list only orders code.
-hot-symbols: bundle
+hot-symbols: toolchain bundle
 	CAPSA_TARGET=$(TARGET) CAPSA_RELEASE_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" python3 scripts/hot-symbols.py
 	$(MAKE) release
+
+# Adds the musl target with rustup (2 minutes at most), or says the build
+# falls back to glibc.
+toolchain:
+	@rustup target list --installed 2>/dev/null | grep -qx '$(MUSL)' || \
+	  timeout 120 rustup target add $(MUSL) >/dev/null 2>&1 || \
+	  echo 'capsa: building against glibc ($(MUSL) could not be installed: rustup target add $(MUSL))'
 
 clean:
 	$(CARGO) clean

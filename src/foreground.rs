@@ -67,6 +67,7 @@ pub fn wait(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
     let sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).ctx(|| "signalfd")?;
     // SAFETY: fds 0 and 1 are ours for the life of the process.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    // SAFETY: as above, for fd 1.
     let stdout = unsafe { BorrowedFd::borrow_raw(1) };
     let _raw = pty.as_ref().and_then(|_| crate::tty::RawMode::enter(stdin));
     if let Some(m) = &pty {

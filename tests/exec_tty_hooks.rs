@@ -135,6 +135,8 @@ fn receive_console(listener: &UnixListener) -> OwnedFd {
     .unwrap();
     for c in msg.cmsgs().unwrap() {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS just installed this fd in our table and
+            // nothing else owns it.
             return unsafe { OwnedFd::from_raw_fd(fds[0]) };
         }
     }
