@@ -264,7 +264,7 @@ fn allowed_cpus() -> Vec<usize> {
 }
 
 #[test]
-fn exec_cpu_affinity_final_holds_for_the_init_and_exec() {
+fn exec_cpu_affinity_final_and_io_priority_hold_for_the_init_and_exec() {
     let cpus = allowed_cpus();
     let first = cpus[0].to_string();
     let last = cpus[cpus.len() - 1].to_string();
@@ -281,13 +281,19 @@ fn exec_cpu_affinity_final_holds_for_the_init_and_exec() {
     assert_eq!(status_field(&status, "Cpus_allowed_list"), last);
     // exec --process with its own final affinity.
     let mut p = c["process"].clone();
-    p["args"] = json!(["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    p["args"] = json!([
+        "sh",
+        "-c",
+        "grep Cpus_allowed_list /proc/self/status; ionice"
+    ]);
     p["execCPUAffinity"] = json!({"initial": last, "final": first});
+    p["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
     let file = ctx.dir.join("process.json");
     std::fs::write(&file, serde_json::to_vec(&p).unwrap()).unwrap();
     let out = ctx.capsa(&["exec", "--process", file.to_str().unwrap(), &id]);
     assert_ok(&out);
     assert_eq!(status_field(&stdout(&out), "Cpus_allowed_list"), first);
+    assert!(stdout(&out).ends_with("idle\n"), "{}", stdout(&out));
     // A plain exec runs the config's process, with its affinity.
     let out = ctx.capsa(&[
         "exec",
