@@ -74,6 +74,22 @@ fn ip(args: &[&str]) -> std::process::Output {
         .expect("run ip (iproute2)")
 }
 
+/// Asserts that `dev` is in the host's network namespace with `addr`.
+#[track_caller]
+fn assert_on_host_with(dev: &str, addr: &str) {
+    let out = ip(&["-o", "addr", "show", "dev", dev]);
+    assert!(
+        out.status.success(),
+        "{dev} is not on the host: {}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("inet {addr}")),
+        "{}",
+        stdout(&out)
+    );
+}
+
 #[test]
 fn net_devices_move_into_the_container_with_their_addresses_and_back() {
     let ctx = Ctx::new("netdev");
@@ -91,24 +107,10 @@ fn net_devices_move_into_the_container_with_their_addresses_and_back() {
     ctx.write_config(&c);
     let id = ctx.id("c");
     let log = ctx.dir.join("out.txt");
-    let st = ctx
-        .cmd(&["create", "--bundle", ctx.bundle_str(), &id])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::process::Stdio::inherit())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    ctx.create_logged(&id, &log);
     // Gone from the host while the container has it.
     assert!(!ip(&["link", "show", dev]).status.success());
-    assert_ok(&ctx.capsa(&["start", &id]));
-    let mut text = String::new();
-    for _ in 0..300 {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("done\n") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let text = ctx.start_and_wait_for(&id, &log, "done\n");
     assert!(
         text.contains("eth7") && text.contains("inet 10.199.77.1/24"),
         "{text}"
@@ -120,17 +122,7 @@ fn net_devices_move_into_the_container_with_their_addresses_and_back() {
     );
     assert_ok(&ctx.capsa(&["delete", "--force", &id]));
     // Back on the host, under its own name, with its address.
-    let out = ip(&["-o", "addr", "show", "dev", dev]);
-    assert!(
-        out.status.success(),
-        "{dev} did not come back: {}",
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("inet 10.199.77.1/24"),
-        "{}",
-        stdout(&out)
-    );
+    assert_on_host_with(dev, "10.199.77.1/24");
 }
 
 #[test]
@@ -175,12 +167,7 @@ fn net_devices_are_refused_without_a_network_namespace_or_device() {
     let out = ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]);
     assert_fails_with(&out, "no-such-dir");
     assert!(ctx.state_entries().is_empty());
-    let out = ip(&["-o", "addr", "show", "dev", &veth.0]);
-    assert!(
-        stdout(&out).contains("inet 10.199.78.1/24"),
-        "{}",
-        stderr(&out)
-    );
+    assert_on_host_with(&veth.0, "10.199.78.1/24");
 }
 
 #[test]
@@ -385,17 +372,8 @@ fn a_cgroup_mount_hidden_by_a_tmpfs_is_not_used() {
         .as_array_mut()
         .unwrap()
         .retain(|n| n["type"] != "cgroup");
-    ctx.write_config(&c);
-    let script = format!("set -e\n{setup}exec \"$0\" --root \"$1\" run --bundle \"$2\" \"$3\"");
-    let id = ctx.id("c");
-    let out = std::process::Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script, CAPSA])
-        .arg(&ctx.root)
-        .arg(&ctx.bundle)
-        .arg(&id)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let id = ctx.id("run");
+    let out = ctx.run_in_private_mountns(&setup, &c);
     assert_ok(&out);
     let text = stdout(&out);
     assert!(text.ends_with("ran\n"), "{text}");
@@ -424,15 +402,5 @@ fn net_devices_come_back_after_a_foreground_run() {
     assert_eq!(stdout(&out), "1\n");
     // The init has exited: the veth came back (a virtual device would have
     // died with the namespace) under its own name, with its address.
-    let out = ip(&["-o", "addr", "show", "dev", dev]);
-    assert!(
-        out.status.success(),
-        "{dev} did not come back: {}",
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("inet 10.199.79.1/24"),
-        "{}",
-        stdout(&out)
-    );
+    assert_on_host_with(dev, "10.199.79.1/24");
 }

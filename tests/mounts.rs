@@ -9,27 +9,6 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-/// Runs capsa `run` for the bundle inside a private mount namespace where
-/// `setup` (a shell script) ran first: host mounts a test needs exist only
-/// there and vanish with it.
-fn run_in_private_mountns(
-    ctx: &Ctx,
-    setup: &str,
-    config: &serde_json::Value,
-) -> std::process::Output {
-    ctx.write_config(config);
-    let script = format!("set -e\n{setup}\nexec \"$0\" --root \"$1\" run --bundle \"$2\" \"$3\"");
-    Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script, CAPSA])
-        .arg(&ctx.root)
-        .arg(&ctx.bundle)
-        .arg(ctx.id("run"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run unshare")
-}
 
 #[test]
 fn rro_makes_a_bind_mount_and_its_submounts_read_only() {
@@ -55,7 +34,7 @@ fn rro_makes_a_bind_mount_and_its_submounts_read_only() {
         "mount -t tmpfs capsa-rro-test '{}'",
         src.join("sub").display()
     );
-    let out = run_in_private_mountns(&ctx, &setup, &c);
+    let out = ctx.run_in_private_mountns(&setup, &c);
     assert_ok(&out);
     let text = stdout(&out);
     assert!(
@@ -95,7 +74,7 @@ fn recursive_nosuid_nodev_noexec_and_nosymfollow_are_applied() {
         "mount -t tmpfs capsa-rattr-test '{}'",
         src.join("sub").display()
     );
-    let out = run_in_private_mountns(&ctx, &setup, &c);
+    let out = ctx.run_in_private_mountns(&setup, &c);
     assert_ok(&out);
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(" /data")).collect();
@@ -226,13 +205,7 @@ fn tmpcopyup_fills_the_tmpfs_with_the_image_directory() {
     ctx.write_config(&c);
     let id = ctx.id("c");
     let log = ctx.dir.join("out.txt");
-    let st = ctx
-        .cmd(&["create", "--bundle", ctx.bundle_str(), &id])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    ctx.create_logged(&id, &log);
     let pid = ctx.state(&id)["pid"].as_i64().unwrap();
     if xattr {
         // Seen through the container's own root, in its mount namespace.
@@ -242,15 +215,7 @@ fn tmpcopyup_fills_the_tmpfs_with_the_image_directory() {
             Some(&b"kept"[..])
         );
     }
-    assert_ok(&ctx.capsa(&["start", &id]));
-    let mut text = String::new();
-    for _ in 0..300 {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("deep\n") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let text = ctx.start_and_wait_for(&id, &log, "deep\n");
     assert!(text.starts_with("1\n"), "/scratch is not a tmpfs: {text}");
     assert!(text.contains("/scratch/file 1234:5678 604"), "{text}");
     assert!(text.contains("/scratch/dir 0:0 711"), "{text}");
