@@ -522,7 +522,7 @@ impl Runtime {
         }
         let spec = stored_spec(&st)?;
         let process = exec_process(&spec, req)?;
-        crate::process::attrs::validate_process(&process, "process")?;
+        crate::process::attrs::validate_process(&process, "exec process")?;
         let init = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
         let old = if req.detach {
             SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty())

@@ -281,6 +281,11 @@ fn exec_cpu_affinity_final_and_io_priority_hold_for_the_init_and_exec() {
     assert_ok(&out);
     assert_eq!(status_field(&stdout(&out), "Cpus_allowed_list"), first);
     assert!(stdout(&out).ends_with("idle\n"), "{}", stdout(&out));
+    // A bad value in the exec's process is refused by name.
+    p["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 9});
+    std::fs::write(&file, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = ctx.capsa(&["exec", "--process", file.to_str().unwrap(), &id]);
+    assert_fails_with(&out, "exec process.ioPriority.priority: 9 is not in 0..7");
     // A plain exec runs the config's process, with its affinity.
     let out = ctx.capsa(&[
         "exec",

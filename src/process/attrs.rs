@@ -18,8 +18,10 @@ use oci_spec::runtime::{
 
 const CONFIG: &str = crate::spec::CONFIG;
 
+/// `field` names the file too: "config.json: process.scheduler", or
+/// "exec process.scheduler" for an exec's process.
 fn err(field: &str, msg: impl std::fmt::Display) -> Error {
-    Error::msg(format!("{CONFIG}: {field}: {msg}"))
+    Error::msg(format!("{field}: {msg}"))
 }
 
 /// A CPU or node list ("0-3,7") as the indices it names.
@@ -55,7 +57,7 @@ fn cpuset(s: &str, field: &str) -> Result<CpuSet> {
 /// Checks what can be checked without the kernel.
 pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(p) = spec.process() {
-        validate_process(p, "process")?;
+        validate_process(p, &format!("{CONFIG}: process"))?;
     }
     let Some(l) = spec.linux() else {
         return Ok(());
@@ -64,7 +66,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         && p.flags().as_ref().is_some_and(|f| !f.is_empty())
     {
         return Err(err(
-            "linux.personality.flags",
+            &format!("{CONFIG}: linux.personality.flags"),
             "no personality flags are supported (only the domain LINUX or LINUX32)",
         ));
     }
@@ -77,24 +79,25 @@ pub fn validate(spec: &Spec) -> Result<()> {
         match (needs_nodes, nodes) {
             (true, None) => {
                 return Err(err(
-                    "linux.memoryPolicy.nodes",
+                    &format!("{CONFIG}: linux.memoryPolicy.nodes"),
                     format!("{} needs nodes", m.mode()),
                 ));
             }
             (false, Some(_)) => {
                 return Err(err(
-                    "linux.memoryPolicy.nodes",
+                    &format!("{CONFIG}: linux.memoryPolicy.nodes"),
                     format!("{} takes no nodes", m.mode()),
                 ));
             }
             (_, Some(n)) => {
-                parse_list(n, 1024).map_err(|e| err("linux.memoryPolicy.nodes", e))?;
+                parse_list(n, 1024)
+                    .map_err(|e| err(&format!("{CONFIG}: linux.memoryPolicy.nodes"), e))?;
             }
             _ => {}
         }
         if !needs_nodes && m.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             return Err(err(
-                "linux.memoryPolicy.flags",
+                &format!("{CONFIG}: linux.memoryPolicy.flags"),
                 format!("{} takes no flags", m.mode()),
             ));
         }
@@ -175,7 +178,7 @@ pub fn set_initial(p: &Process, at: &str) -> Result<Option<CpuSet>> {
     let saved =
         nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ctx(|| "sched_getaffinity")?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &want)
-        .ctx(|| format!("{CONFIG}: {field}: sched_setaffinity {s}"))?;
+        .ctx(|| format!("{field}: sched_setaffinity {s}"))?;
     Ok(Some(saved))
 }
 
@@ -197,7 +200,7 @@ pub fn apply(p: &Process, linux: Option<&Linux>, at: &str) -> Result<()> {
         let field = format!("{at}.execCPUAffinity.final");
         let set = cpuset(s, &field)?;
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-            .ctx(|| format!("{CONFIG}: {field}: sched_setaffinity {s}"))?;
+            .ctx(|| format!("{field}: sched_setaffinity {s}"))?;
     }
     if let Some(io) = p.io_priority() {
         let class = match io.class() {
@@ -216,7 +219,7 @@ pub fn apply(p: &Process, linux: Option<&Linux>, at: &str) -> Result<()> {
                 value as libc::c_long,
             )
         };
-        Errno::result(r).ctx(|| format!("{CONFIG}: {at}.ioPriority: ioprio_set"))?;
+        Errno::result(r).ctx(|| format!("{at}.ioPriority: ioprio_set"))?;
     }
     if let Some(l) = linux {
         if let Some(m) = l.memory_policy() {
@@ -259,7 +262,9 @@ fn set_mempolicy(m: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<()> {
     let mut mask = [0 as libc::c_ulong; 1024 / libc::c_ulong::BITS as usize];
     let nodes = m.nodes().as_deref().filter(|n| !n.is_empty());
     if let Some(n) = nodes {
-        for node in parse_list(n, 1024).map_err(|e| err("linux.memoryPolicy.nodes", e))? {
+        for node in parse_list(n, 1024)
+            .map_err(|e| err(&format!("{CONFIG}: linux.memoryPolicy.nodes"), e))?
+        {
             let bits = libc::c_ulong::BITS as usize;
             mask[node / bits] |= 1 << (node % bits);
         }
@@ -281,7 +286,7 @@ fn set_mempolicy(m: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<()> {
             _ => String::new(),
         };
         err(
-            "linux.memoryPolicy",
+            &format!("{CONFIG}: linux.memoryPolicy"),
             format!(
                 "set_mempolicy {}: {}{why}",
                 m.mode(),

@@ -109,7 +109,7 @@ pub fn start(
     // Born non-dumpable: it is visible in the container's PID namespace
     // from the clone on.
     init::protect_binary();
-    let saved_affinity = super::attrs::set_initial(process, "process")?;
+    let saved_affinity = super::attrs::set_initial(process, "exec process")?;
     let cloned = crate::sys::clone_into_cgroup(0, join.as_ref().and_then(|j| j.cgroup_fd()))
         .ctx(|| "clone exec process");
     super::attrs::restore(saved_affinity);
@@ -231,6 +231,6 @@ fn child_setup(
         None => None,
     };
     let env = process.env().clone().unwrap_or_default();
-    super::attrs::apply(process, linux, "process")?;
+    super::attrs::apply(process, linux, "exec process")?;
     init::finalize(process, &env, slave.as_ref(), preserve_fds, seccomp, chan)
 }

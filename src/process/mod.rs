@@ -142,7 +142,7 @@ pub fn create(
     crate::logging::phase("prepare");
     // process.execCPUAffinity.initial: capsa's own, inherited by the init.
     let saved_affinity = match bundle.spec.process() {
-        Some(p) => attrs::set_initial(p, "process")?,
+        Some(p) => attrs::set_initial(p, "config.json: process")?,
         None => None,
     };
     let own_comm = nix::sys::prctl::get_name().ok();
