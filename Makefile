@@ -54,10 +54,11 @@ build:
 release: toolchain
 	$(RELEASE) build --release --target $(TARGET)
 
-# Debian packages the project needs (busybox-static for every rootfs).
+# Debian packages the project needs (busybox-static for every rootfs;
+# iproute2's ip for the veth pairs of tests/compat.rs).
 deps:
-	@command -v $(BUSYBOX) >/dev/null 2>&1 && $(BUSYBOX) --list >/dev/null 2>&1 || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; }
+	@command -v $(BUSYBOX) >/dev/null 2>&1 && $(BUSYBOX) --list >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static iproute2; }
 
 bundle: deps $(ROOTFS)/bin/busybox
 

@@ -828,3 +828,40 @@ fn runtime_errors_map_to_podmans_exit_codes() {
     ok(p.podman(&["rm", "-f", "-t", "0", &id]));
     p.assert_gone(&id);
 }
+
+#[test]
+fn tmpfs_and_read_only_runs_get_tmpcopyup_tmpfs_mounts() {
+    let p = Podman::new();
+    // `--tmpfs` asks for tmpcopyup: the image's /etc is copied into the
+    // new tmpfs, which takes writes the image never sees.
+    let out = ok(p.run(
+        &["--rm", "--tmpfs", "/etc"],
+        &[
+            "sh",
+            "-c",
+            "grep ' /etc ' /proc/self/mountinfo | grep -c tmpfs; \
+             grep -c '^root:' /etc/passwd; echo x > /etc/new && echo wrote",
+        ],
+    ));
+    assert_eq!(out, "1\n1\nwrote\n");
+    // `--read-only`: / refuses writes, /tmp, /var/tmp and /run are
+    // tmpcopyup tmpfs mounts that take them.
+    let out = ok(p.run(
+        &["--rm", "--read-only"],
+        &[
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null; echo root=$?; \
+             for d in /tmp /var/tmp /run; do touch $d/x && echo $d=$?; done; \
+             grep -cE ' /(tmp|var/tmp|run) .* - tmpfs ' /proc/self/mountinfo",
+        ],
+    ));
+    assert_eq!(out, "root=1\n/tmp=0\n/var/tmp=0\n/run=0\n3\n");
+    assert!(p.ids().is_empty(), "--rm left containers: {:?}", p.ids());
+    assert!(
+        mounts_under(&p.dir.path).is_empty(),
+        "mounts left: {:?}",
+        mounts_under(&p.dir.path)
+    );
+    p.assert_host_untouched();
+}

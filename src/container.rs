@@ -445,6 +445,15 @@ impl Runtime {
         // Stopped too: the init of a create killed half-way may still be
         // around (and is only killed if it is still the recorded one).
         crate::logging::phase("delete: state loaded");
+        // linux.netDevices go back to the host while the init still holds
+        // the container's network namespace.
+        if st.config["linux"]["netDevices"].is_object()
+            && init_alive(&st)
+            && let Ok(spec) = stored_spec(&st)
+            && let Err(e) = crate::netdev::detach(&spec, st.pid)
+        {
+            crate::logging::warn(&e.to_string());
+        }
         self.kill_and_wait(&st)?;
         crate::fault::point("delete:killed");
         crate::logging::phase("delete: init gone");
@@ -529,6 +538,14 @@ impl Runtime {
         }
         let code = foreground::wait(Pid::from_raw(created.state.pid), created.pty_master)?;
         crate::logging::phase("container exited");
+        // The namespace outlived the init through this handle: the
+        // linux.netDevices go back to the host before it goes.
+        if let Some(ns) = &created.netns
+            && let Ok(spec) = stored_spec(&created.state)
+            && let Err(e) = crate::netdev::detach_from(&spec, std::os::fd::AsFd::as_fd(ns))
+        {
+            crate::logging::warn(&e.to_string());
+        }
         if !keep {
             self.delete(id, true)?;
             crate::logging::phase("deleted");
@@ -551,6 +568,7 @@ impl Runtime {
         }
         let spec = stored_spec(&st)?;
         let process = exec_process(&spec, req)?;
+        crate::process::attrs::validate_process(&process, "exec process")?;
         let cgroup = match &st.cgroup {
             Some(rec) if !req.cgroup.is_empty() => Some(sub_cgroups(rec, &req.cgroup)?),
             Some(rec) => Some(rec.clone()),
@@ -808,7 +826,13 @@ pub fn exec_process(
         p.set_console_size(None);
     }
     let mut env = p.env().clone().unwrap_or_default();
-    env.extend(req.env.iter().cloned());
+    // `--env NAME=value` replaces the config's NAME rather than adding a
+    // second entry.
+    for e in &req.env {
+        let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n);
+        env.retain(|old| old.split_once('=').map_or(old.as_str(), |(n, _)| n) != name);
+        env.push(e.clone());
+    }
     p.set_env(Some(env));
     if let Some(cwd) = &req.cwd {
         p.set_cwd(cwd.clone());

@@ -10,7 +10,7 @@ pub fn document() -> serde_json::Value {
         v.sort();
         v
     };
-    let mount_options: Vec<&str> = vec![
+    let mut mount_options: Vec<&str> = vec![
         "async",
         "atime",
         "bind",
@@ -34,6 +34,7 @@ pub fn document() -> serde_json::Value {
         "norelatime",
         "nostrictatime",
         "nosuid",
+        "nosymfollow",
         "private",
         "rbind",
         "relatime",
@@ -50,9 +51,13 @@ pub fn document() -> serde_json::Value {
         "slave",
         "strictatime",
         "suid",
+        "symfollow",
         "sync",
+        "tmpcopyup",
         "unbindable",
     ];
+    mount_options.extend_from_slice(crate::rootfs::mount_options::RECURSIVE_OPTIONS);
+    mount_options.sort_unstable();
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,

@@ -14,6 +14,7 @@ pub mod foreground;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;
+pub mod netdev;
 pub mod notify;
 pub mod pidfd_socket;
 pub mod process;

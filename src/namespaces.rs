@@ -296,11 +296,41 @@ impl Plan {
             // Only until a process enters the namespace: this init enters
             // it at execve, and nothing is forked before then.
             if !offsets.is_empty() {
-                std::fs::write("/proc/self/timens_offsets", offsets)
+                let userns = self.has(LinuxNamespaceType::User);
+                let mut f = open_timens_offsets(userns)
+                    .ctx(|| "config.json: linux.timeOffsets: open /proc/self/timens_offsets")?;
+                std::io::Write::write_all(&mut f, offsets.as_bytes())
                     .ctx(|| "config.json: linux.timeOffsets: write /proc/self/timens_offsets")?;
             }
         }
         Ok(())
+    }
+}
+
+/// Opens /proc/self/timens_offsets for writing. In a user namespace of
+/// its own, the non-dumpable init's /proc files belong to the host's root,
+/// which the container's root is not: the file is opened in a moment of
+/// dumpability (the init is then alone in its new namespaces and runs
+/// nothing of the container's), and the init is non-dumpable again before
+/// anything else happens, whether the open worked or not.
+fn open_timens_offsets(userns: bool) -> std::io::Result<std::fs::File> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/timens_offsets")
+    };
+    match open() {
+        Err(e) if userns && e.raw_os_error() == Some(libc::EACCES) => {
+            nix::sys::prctl::set_dumpable(true)?;
+            let f = open();
+            if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+                // Staying dumpable would expose the init: give up.
+                crate::logging::warn(&format!("cannot make the init non-dumpable again: {e}"));
+                std::process::abort();
+            }
+            f
+        }
+        r => r,
     }
 }
 

@@ -72,6 +72,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .as_ref()
         .ok_or_else(|| field_err("root", "missing"))?;
     let rootfs = bundle.join(root.path());
+    check_rootfs_not_symlink(bundle, root.path())?;
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -167,6 +168,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     if let Some(mounts) = spec.mounts() {
         let fs = filesystems();
         for (i, m) in mounts.iter().enumerate() {
+            crate::rootfs::mount_options::check(i, m)
+                .map_err(|e| Error::msg(format!("{CONFIG}: {e}")))?;
             let is_bind = m.typ().as_deref() == Some("bind")
                 || m.options()
                     .as_ref()
@@ -191,7 +194,17 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             }
         }
     }
+    crate::netdev::validate(spec)?;
+    crate::process::attrs::validate(spec)?;
     if let Some(l) = linux {
+        if l.intel_rdt().is_some() {
+            let why = if is_resctrl(Path::new("/sys/fs/resctrl")) {
+                "capsa does not implement Intel RDT (resctrl) settings"
+            } else {
+                "this host has no resctrl filesystem at /sys/fs/resctrl (Intel RDT is not available)"
+            };
+            return Err(field_err("linux.intelRdt", why));
+        }
         if let Some(sysctl) = l.sysctl() {
             for key in sysctl.keys() {
                 check_sysctl(key, &has)
@@ -203,6 +216,52 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     Ok(rootfs)
+}
+
+/// Whether `p` is a mounted resctrl filesystem.
+// f_type is i64 on 64-bit targets, narrower elsewhere.
+#[allow(clippy::unnecessary_cast)]
+fn is_resctrl(p: &Path) -> bool {
+    const RDTGROUP_SUPER_MAGIC: i64 = 0x7655821;
+    nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as i64 == RDTGROUP_SUPER_MAGIC)
+}
+
+/// The rootfs must be named by its real path, as runc requires: a
+/// `root.path` that is a symlink (or passes through one below the bundle)
+/// is refused rather than followed.
+fn check_rootfs_not_symlink(bundle: &Path, path: &Path) -> Result<()> {
+    // The bundle's own path is taken as the kernel resolves it (runc works
+    // from its getcwd()); only what root.path adds must be free of links.
+    let base = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        match std::fs::canonicalize(bundle) {
+            Ok(b) => b,
+            Err(_) => return Ok(()),
+        }
+    };
+    let mut clean = base.clone();
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => clean.push(n),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    match std::fs::canonicalize(&clean) {
+        Ok(real) if real != clean => Err(field_err(
+            "root.path",
+            format!(
+                "{} is a symlink or passes through one (it resolves to {}); name the real directory",
+                path.display(),
+                real.display()
+            ),
+        )),
+        // A missing rootfs is reported by the caller.
+        _ => Ok(()),
+    }
 }
 
 /// What can be checked of `linux.resources` without the host: the device

@@ -405,6 +405,26 @@ pub fn mount_setattr_idmap(
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
+    mount_setattr(mnt, &attr, recursive)
+}
+
+/// `mount_setattr` on the mount `fd` refers to and every mount below it:
+/// the MOUNT_ATTR_* bits `set` are set and `clr` cleared.
+pub fn mount_setattr_rec(fd: BorrowedFd<'_>, set: u64, clr: u64) -> Result<(), Errno> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    mount_setattr(fd, &attr, true)
+}
+
+fn mount_setattr(
+    mnt: BorrowedFd<'_>,
+    attr: &libc::mount_attr,
+    recursive: bool,
+) -> Result<(), Errno> {
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -418,7 +438,7 @@ pub fn mount_setattr_idmap(
             mnt.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const libc::mount_attr,
+            attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )
     };

@@ -197,10 +197,10 @@ fn a_dev_null_that_is_a_regular_file_is_not_used_for_masking() {
     );
 }
 
-/// The rootfs named by `root.path` may itself be a symlink: the bundle is
-/// the caller's, trusted, so capsa resolves that path on the host, as runc
-/// does. What it never does is follow a symlink *inside* the rootfs out of
-/// it: a destination through one lands inside the symlink's target root.
+/// The rootfs named by `root.path` may not itself be a symlink: capsa
+/// refuses it, as runc does ("invalid rootfs: not an absolute path, or a
+/// symlink"). Nor does it ever follow a symlink *inside* the rootfs out of
+/// it: a destination through one lands inside the rootfs.
 #[test]
 fn a_rootfs_that_is_a_symlink() {
     let ctx = Ctx::new("hostile-rootlink");
@@ -212,6 +212,12 @@ fn a_rootfs_that_is_a_symlink() {
     let host_etc = snapshot(Path::new("/etc"));
     let mut c = ctx.sh_config("cat /etc/which; ls /etc/inside");
     c["root"]["readonly"] = false.into();
+    ctx.write_config(&c);
+    let id = ctx.id("link");
+    let out = ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]);
+    assert_fails_with(&out, "config.json: root.path: rootfs is a symlink");
+    assert_nothing_left(&ctx, &id);
+    c["root"]["path"] = real.to_str().unwrap().into();
     c["mounts"]
         .as_array_mut()
         .unwrap()
@@ -223,6 +229,8 @@ fn a_rootfs_that_is_a_symlink() {
     assert_eq!(snapshot(Path::new("/etc")), host_etc, "host /etc changed");
 
     // A dangling rootfs symlink is a clear error naming root.path.
+    c["root"]["path"] = "rootfs".into();
+    ctx.write_config(&c);
     std::fs::remove_file(ctx.bundle.join("rootfs")).unwrap();
     std::os::unix::fs::symlink(ctx.dir.join("gone"), ctx.bundle.join("rootfs")).unwrap();
     let id = ctx.id("dangling");

@@ -66,33 +66,63 @@ impl Hierarchy {
     }
 }
 
-/// Every cgroup and cgroup2 mount of this process's mount namespace (a
-/// hierarchy mounted twice is listed twice).
+/// Every cgroup and cgroup2 mount of this process's mount namespace that
+/// is visible (a hierarchy mounted twice is listed twice). A mount that
+/// another one hides, mounted later on the same path or on a directory
+/// above it (a tmpfs over /sys/fs/cgroup/unified, as sandboxes and nested
+/// containers do), is left out, and each one kept is checked with statfs
+/// to really be a cgroup filesystem at its path.
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
     let text =
         std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
-    Ok(parse_mountinfo(&text))
+    let mut hs = parse_mountinfo(&text);
+    hs.retain(|h| {
+        let want = if h.is_v2() {
+            nix::sys::statfs::CGROUP2_SUPER_MAGIC
+        } else {
+            nix::sys::statfs::CGROUP_SUPER_MAGIC
+        };
+        nix::sys::statfs::statfs(&h.mountpoint).is_ok_and(|s| s.filesystem_type() == want)
+    });
+    Ok(hs)
 }
 
+/// The cgroup mounts of a mountinfo text that no later mount hides.
 pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
-    let mut out: Vec<Hierarchy> = Vec::new();
+    let mut points: Vec<PathBuf> = Vec::new();
+    let mut found: Vec<(usize, Hierarchy)> = Vec::new();
     for line in text.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
             continue;
         };
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 || !matches!(post[0], "cgroup" | "cgroup2") {
+        if pre.len() < 5 {
             continue;
         }
-        out.push(Hierarchy {
-            mountpoint: PathBuf::from(unescape(pre[4])),
-            root: unescape(pre[3]),
-            fstype: post[0].to_string(),
-            options: post[2].to_string(),
-        });
+        let mountpoint = PathBuf::from(unescape(pre[4]));
+        if post.len() >= 3 && matches!(post[0], "cgroup" | "cgroup2") {
+            found.push((
+                points.len(),
+                Hierarchy {
+                    mountpoint: mountpoint.clone(),
+                    root: unescape(pre[3]),
+                    fstype: post[0].to_string(),
+                    options: post[2].to_string(),
+                },
+            ));
+        }
+        points.push(mountpoint);
     }
-    out
+    found
+        .into_iter()
+        .filter(|(i, h)| {
+            !points[i + 1..]
+                .iter()
+                .any(|later| h.mountpoint.starts_with(later))
+        })
+        .map(|(_, h)| h)
+        .collect()
 }
 
 fn unescape(s: &str) -> String {
@@ -208,6 +238,35 @@ mod tests {
         assert_eq!(h.dir_of("/sub"), Some(PathBuf::from("/mnt")));
         assert_eq!(h.dir_of("/subx"), None);
         assert_eq!(h.dir_of("/other"), None);
+    }
+
+    #[test]
+    fn shadowed_mounts_are_left_out() {
+        let text = format!(
+            "{HYBRID}\
+50 41 0:60 / /sys/fs/cgroup/unified rw - tmpfs tmpfs rw
+51 31 0:61 / /sys/fs/cgroup/memory rw - tmpfs tmpfs rw
+52 51 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+53 23 0:62 / /mnt rw - tmpfs tmpfs rw
+"
+        );
+        let hs = parse_mountinfo(&text);
+        let points: Vec<_> = hs
+            .iter()
+            .map(|h| h.mountpoint.display().to_string())
+            .collect();
+        // unified hidden by a tmpfs; memory hidden, then mounted again on
+        // top; /mnt/mem x hidden by a tmpfs over /mnt.
+        assert_eq!(
+            points,
+            [
+                "/sys/fs/cgroup/cpu",
+                "/sys/fs/cgroup/cpuacct",
+                "/sys/fs/cgroup/systemd",
+                "/sys/fs/cgroup/memory"
+            ]
+        );
+        assert_eq!(Mode::of(&hs), Some(Mode::Legacy));
     }
 
     #[test]

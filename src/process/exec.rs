@@ -109,8 +109,11 @@ pub fn start(
     // Born non-dumpable: it is visible in the container's PID namespace
     // from the clone on.
     init::protect_binary();
+    let saved_affinity = super::attrs::set_initial(process, "exec process")?;
     let cloned = crate::sys::clone_into_cgroup(0, join.as_ref().and_then(|j| j.cgroup_fd()))
-        .ctx(|| "clone exec process")?;
+        .ctx(|| "clone exec process");
+    super::attrs::restore(saved_affinity);
+    let cloned = cloned?;
     let pid = match cloned {
         (None, born) => {
             drop(parent);
@@ -123,6 +126,7 @@ pub fn start(
                 child_setup(
                     &nss,
                     process,
+                    spec.linux().as_ref(),
                     console_child.as_ref(),
                     opts.preserve_fds,
                     &child,
@@ -190,6 +194,7 @@ pub fn start(
 fn child_setup(
     nss: &[(LinuxNamespaceType, OwnedFd)],
     process: &Process,
+    linux: Option<&oci_spec::runtime::Linux>,
     console: Option<&OwnedFd>,
     preserve_fds: u32,
     chan: &sync::Channel,
@@ -226,5 +231,6 @@ fn child_setup(
         None => None,
     };
     let env = process.env().clone().unwrap_or_default();
+    super::attrs::apply(process, linux, "exec process")?;
     init::finalize(process, &env, slave.as_ref(), preserve_fds, seccomp, chan)
 }

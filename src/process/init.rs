@@ -213,6 +213,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     let mut env = process.env().clone().unwrap_or_default();
     add_listen_fds(&mut env);
     nix::unistd::setsid().ctx(|| "setsid")?;
+    super::attrs::apply(process, spec.linux().as_ref(), "config.json: process")?;
     let mut exec = finalize(
         process,
         &env,

@@ -3,6 +3,7 @@
 //! handshake with the child over the sync channel, and the state written
 //! before the child is told it may outlive us.
 
+pub mod attrs;
 pub mod exec;
 pub mod init;
 pub mod sync;
@@ -18,7 +19,7 @@ use nix::sys::socket::{
 };
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use sync::Msg;
 
@@ -70,6 +71,10 @@ fn exec_listener(locked: &Locked) -> Result<OwnedFd> {
 pub struct Created {
     pub state: State,
     pub pty_master: Option<OwnedFd>,
+    /// With `linux.netDevices`: the container's network namespace, which
+    /// a foreground `run` keeps to give the devices back after the init
+    /// has exited.
+    pub netns: Option<OwnedFd>,
 }
 
 /// Where the init sends the pty master: the client's console socket, or
@@ -135,6 +140,11 @@ pub fn create(
         init::protect_binary();
     }
     crate::logging::phase("prepare");
+    // process.execCPUAffinity.initial: capsa's own, inherited by the init.
+    let saved_affinity = match bundle.spec.process() {
+        Some(p) => attrs::set_initial(p, "config.json: process")?,
+        None => None,
+    };
     let own_comm = nix::sys::prctl::get_name().ok();
     let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(INIT_COMM).expect("no NUL"));
     let cloned = crate::sys::clone_into_cgroup(flags, join.as_ref().and_then(|j| j.cgroup_fd()))
@@ -167,6 +177,7 @@ pub fn create(
         }
         (Some(pid), _) => pid,
     };
+    attrs::restore(saved_affinity);
     drop(join);
     drop(child);
     drop(listener);
@@ -174,23 +185,43 @@ pub fn create(
     drop(console_child);
     crate::logging::phase("clone");
     let cg = joins.then(|| cgroup.record().clone());
-    let result = finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
+    // linux.netDevices move while the init waits for its first message.
+    let mut netns = None;
+    let result = crate::netdev::attach(&bundle.spec, pid.as_raw())
+        .and_then(|ns| {
+            netns = ns;
+            finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
+        })
         .and_then(|state| {
             let pty_master = match &console_parent {
                 Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
                 None => None,
             };
-            Ok(Created { state, pty_master })
+            Ok(Created {
+                state,
+                pty_master,
+                netns: None,
+            })
         })
         // The init's own report, when it failed first (say, joining its
         // cgroups) and our talking to it failed because of that.
         .map_err(|e| parent.pending_fail().map(Error::Msg).unwrap_or(e));
     if result.is_err() {
+        // Devices moved in go back (the handle keeps the namespace alive
+        // even if the init is gone; a virtual device would die with it).
+        if let Some(ns) = &netns
+            && let Err(e) = crate::netdev::detach_from(&bundle.spec, ns.as_fd())
+        {
+            crate::logging::warn(&e.to_string());
+        }
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
         let _ = cgroups::destroy(cgroup.record());
     }
-    result
+    result.map(|mut c| {
+        c.netns = netns;
+        c
+    })
 }
 
 /// The cgroup setup of `create`: directories and limits, and the files the

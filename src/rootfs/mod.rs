@@ -3,6 +3,7 @@
 //! `mounts`, device nodes, sysctls, masked and read-only paths, then
 //! `pivot_root` and the final read-only remount of `/`.
 
+mod copyup;
 pub mod devices;
 pub mod idmap;
 pub mod mount_options;
@@ -147,7 +148,8 @@ impl Rootfs<'_> {
             }
         }
         if !bind && matches!(typ, "cgroup" | "cgroup2") {
-            return cgroupfs::mount(root, dest, typ, opts, self.cgroupns);
+            cgroupfs::mount(root, dest, typ, opts, self.cgroupns)?;
+            return set_recursive(root, dest, opts);
         }
         let target: OwnedFd;
         if bind {
@@ -176,11 +178,22 @@ impl Rootfs<'_> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| typ.to_string());
             let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+            // tmpcopyup: the image's directory, read from under the tmpfs
+            // once it is mounted; the tmpfs stays writable until filled.
+            let copy_from = if opts.tmpcopyup {
+                Some(copyup::open_dir(&target).ctx(|| "tmpcopyup: open the image's directory")?)
+            } else {
+                None
+            };
+            let mut flags = opts.flags;
+            if copy_from.is_some() {
+                flags.remove(MsFlags::MS_RDONLY);
+            }
             match mount(
                 Some(source.as_str()),
                 paths::fd_path(&target).as_str(),
                 Some(typ),
-                opts.flags,
+                flags,
                 data,
             ) {
                 // A user namespace that does not own the network namespace
@@ -205,10 +218,32 @@ impl Rootfs<'_> {
                     )
                     .ctx(|| "remount /sys")?;
                 }
+                Err(Errno::EINVAL) if data.is_some() => {
+                    return Err(Error::msg(format!(
+                        "mount {typ}: invalid argument (does {typ} take the options {:?}?)",
+                        opts.data
+                    )));
+                }
                 r => r.ctx(|| format!("mount {typ}"))?,
+            }
+            if let Some(from) = copy_from {
+                let mounted = reopen(root, dest)?;
+                let into = copyup::open_dir(&mounted).ctx(|| "tmpcopyup: open the tmpfs")?;
+                copyup::copy_tree(from.as_fd(), into.as_fd())?;
+                if opts.flags.contains(MsFlags::MS_RDONLY) {
+                    mount(
+                        NONE,
+                        paths::fd_path(&mounted).as_str(),
+                        NONE,
+                        MsFlags::MS_REMOUNT | opts.flags,
+                        data,
+                    )
+                    .ctx(|| "tmpcopyup: remount the filled tmpfs read-only")?;
+                }
             }
         }
         drop(target);
+        set_recursive(root, dest, opts)?;
         for p in &opts.propagation {
             let mounted = reopen(root, dest)?;
             mount(NONE, paths::fd_path(&mounted).as_str(), NONE, *p, NONE)
@@ -336,6 +371,26 @@ impl Rootfs<'_> {
         }
         Ok(())
     }
+}
+
+/// The recursive attributes (`rro`, `rnosuid`, ...) of a mount, applied
+/// to it and every mount below it.
+fn set_recursive(root: BorrowedFd<'_>, dest: &Path, opts: &MountOptions) -> Result<()> {
+    if opts.rec.is_empty() {
+        return Ok(());
+    }
+    let mounted = reopen(root, dest)?;
+    crate::sys::mount_setattr_rec(mounted.as_fd(), opts.rec.set, opts.rec.clr).map_err(|e| {
+        let why = if e == Errno::ENOSYS {
+            " (recursive mount options need Linux 5.12 or later)".to_string()
+        } else {
+            String::new()
+        };
+        Error::msg(format!(
+            "set the recursive mount options (mount_setattr AT_RECURSIVE): {}{why}",
+            crate::error::errno_text(e)
+        ))
+    })
 }
 
 /// Opens `dest` again after something was mounted there, so the handle

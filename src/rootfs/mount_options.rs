@@ -16,6 +16,63 @@ pub struct MountOptions {
     /// `idmap` (`Some(false)`) or `ridmap` (`Some(true)`, the mapping
     /// applied to every mount of an `rbind` tree): never passed to mount(2).
     pub idmap: Option<bool>,
+    /// The recursive attributes (`rro`, `rnosuid`, ...), applied to the
+    /// mount and every mount below it with mount_setattr(AT_RECURSIVE).
+    pub rec: RecursiveAttrs,
+    /// `tmpcopyup`: fill a new tmpfs with what the image has at its
+    /// destination.
+    pub tmpcopyup: bool,
+}
+
+/// A `struct mount_attr`'s set and clear masks (MOUNT_ATTR_*).
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+pub struct RecursiveAttrs {
+    pub set: u64,
+    pub clr: u64,
+}
+
+impl RecursiveAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clr == 0
+    }
+}
+
+/// MS_NOSYMFOLLOW (Linux 5.10), which nix's MsFlags does not name.
+pub const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
+
+/// The filesystem types whose mounts take no data string from capsa: a
+/// bind mount's options are capsa's alone, and capsa builds the cgroup
+/// mounts itself.
+pub fn takes_data(typ: &str, bind: bool) -> bool {
+    !bind && !matches!(typ, "" | "bind" | "cgroup" | "cgroup2")
+}
+
+/// Checks `mounts[index]`'s options before anything is mounted: an option
+/// capsa does not know is refused unless the mount's filesystem takes
+/// filesystem options (a tmpfs's `size=`, a devpts's `newinstance`), and
+/// `tmpcopyup` only goes with a tmpfs.
+pub fn check(index: usize, m: &oci_spec::runtime::Mount) -> Result<(), String> {
+    let opts = parse(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().as_deref().unwrap_or("");
+    let bind = typ == "bind" || opts.is_bind();
+    let dest = m.destination().display();
+    if !opts.data.is_empty() && !takes_data(typ, bind) {
+        let what = if bind {
+            "a bind mount".to_string()
+        } else {
+            format!("a {typ} mount")
+        };
+        return Err(format!(
+            "mounts[{index}] ({dest}): unknown mount option {:?} ({what} takes no filesystem options)",
+            opts.data.split(',').next().unwrap_or("")
+        ));
+    }
+    if opts.tmpcopyup && (bind || typ != "tmpfs") {
+        return Err(format!(
+            "mounts[{index}] ({dest}): the option \"tmpcopyup\" needs a tmpfs mount"
+        ));
+    }
+    Ok(())
 }
 
 impl MountOptions {
@@ -31,6 +88,8 @@ pub fn parse(options: &[String]) -> MountOptions {
         propagation: Vec::new(),
         data: String::new(),
         idmap: None,
+        rec: RecursiveAttrs::default(),
+        tmpcopyup: false,
     };
     let mut data: Vec<&str> = Vec::new();
     for opt in options {
@@ -74,7 +133,18 @@ pub fn parse(options: &[String]) -> MountOptions {
                 o.idmap = Some(true);
                 continue;
             }
+            "nosymfollow" => (MS_NOSYMFOLLOW, MsFlags::empty()),
+            "symfollow" => (MsFlags::empty(), MS_NOSYMFOLLOW),
+            "tmpcopyup" => {
+                o.tmpcopyup = true;
+                continue;
+            }
             p => {
+                if let Some((set, clr)) = recursive(p) {
+                    o.rec.set = (o.rec.set & !clr) | set;
+                    o.rec.clr = (o.rec.clr & !set) | clr;
+                    continue;
+                }
                 if let Some(f) = propagation(p) {
                     o.propagation.push(f);
                 } else {
@@ -91,6 +161,61 @@ pub fn parse(options: &[String]) -> MountOptions {
     o.data = data.join(",");
     o
 }
+
+/// The MOUNT_ATTR_* bits a recursive option sets and clears. The atime
+/// modes are one field (MOUNT_ATTR__ATIME), replaced as a whole: `ratime`,
+/// `rnorelatime` and `rnostrictatime` all leave the kernel's default,
+/// relatime, as mount(2) does for `atime`, `norelatime`, `nostrictatime`.
+fn recursive(name: &str) -> Option<(u64, u64)> {
+    use libc::{
+        MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
+        MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
+        MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME,
+    };
+    Some(match name {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME),
+        "rrelatime" | "ratime" | "rnorelatime" | "rnostrictatime" => {
+            (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME)
+        }
+        _ => return None,
+    })
+}
+
+/// Every option [`parse`] knows besides the propagation keywords, for
+/// `capsa features`.
+pub const RECURSIVE_OPTIONS: &[&str] = &[
+    "ratime",
+    "rdev",
+    "rdiratime",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+];
 
 /// The mount(2) flags of a propagation keyword (`rslave`, `private`, ...).
 pub fn propagation(name: &str) -> Option<MsFlags> {
@@ -136,5 +261,19 @@ mod tests {
         assert_eq!((o.idmap, o.data.as_str()), (Some(false), ""));
         assert_eq!(parse(&s(&["ridmap", "idmap"])).idmap, Some(true));
         assert_eq!(parse(&s(&["idmap", "ridmap"])).idmap, Some(true));
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let o = parse(&s(&["rbind", "rro", "rnosuid", "rnoatime", "nosymfollow"]));
+        assert_eq!(o.data, "");
+        assert!(o.flags.contains(MS_NOSYMFOLLOW));
+        let a = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOATIME;
+        assert_eq!((o.rec.set, o.rec.clr), (a, libc::MOUNT_ATTR__ATIME));
+        // A later option undoes an earlier one.
+        let o = parse(&s(&["rro", "rnoatime", "rrw", "rstrictatime"]));
+        assert_eq!(o.rec.set, libc::MOUNT_ATTR_STRICTATIME);
+        assert_eq!(o.rec.clr, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR__ATIME);
+        assert!(parse(&s(&["tmpcopyup"])).tmpcopyup);
     }
 }

@@ -171,6 +171,50 @@ impl Ctx {
         );
     }
 
+    /// Creates the container `id` from the bundle with its stdout (which
+    /// the container inherits) going to `log`; stderr is inherited.
+    pub fn create_logged(&self, id: &str, log: &Path) {
+        let st = self
+            .cmd(&["create", "--bundle", self.bundle_str(), id])
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(Stdio::inherit())
+            .status()
+            .unwrap();
+        assert!(st.success(), "create {id} failed");
+    }
+
+    /// Starts a created container and waits (bounded) until `log`
+    /// contains `marker`; returns the log's text.
+    pub fn start_and_wait_for(&self, id: &str, log: &Path, marker: &str) -> String {
+        assert_ok(&self.capsa(&["start", id]));
+        let mut text = String::new();
+        for _ in 0..500 {
+            text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains(marker) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        text
+    }
+
+    /// Runs `config` in the foreground inside a private mount namespace
+    /// (`unshare -m`) where the shell script `setup` ran first: host mounts
+    /// a test needs exist only there and vanish with it.
+    pub fn run_in_private_mountns(&self, setup: &str, config: &Value) -> Output {
+        self.write_config(config);
+        let script =
+            format!("set -e\n{setup}\nexec \"$0\" --root \"$1\" run --bundle \"$2\" \"$3\"");
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script, CAPSA])
+            .arg(&self.root)
+            .arg(&self.bundle)
+            .arg(self.id("run"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run unshare")
+    }
+
     /// Entries left in the state root (must be none after a failed create).
     pub fn state_entries(&self) -> Vec<String> {
         std::fs::read_dir(&self.root)
