@@ -91,6 +91,16 @@ pub fn document() -> serde_json::Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
+            // Moved in at create and back at delete (src/netdev.rs).
+            "netDevices": {"enabled": true},
+            // set_mempolicy(2) in the init and every exec (src/process/attrs.rs).
+            "memoryPolicy": {
+                "modes": [
+                    "MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL",
+                    "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"
+                ],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+            },
             // uidMappings/gidMappings of bind mounts (src/rootfs/idmap.rs).
             "mountExtensions": {"idmap": {"enabled": true}}
         },

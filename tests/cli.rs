@@ -91,6 +91,10 @@ fn features_document_is_honest_json() {
         assert!(opts.contains(&o.into()), "{o} missing in {opts:?}");
     }
     assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+    // Both applied (tests/compat.rs observes them inside containers).
+    assert_eq!(v["linux"]["netDevices"]["enabled"], true);
+    let modes = v["linux"]["memoryPolicy"]["modes"].as_array().unwrap();
+    assert!(modes.contains(&"MPOL_INTERLEAVE".into()), "{modes:?}");
 }
 
 #[test]
