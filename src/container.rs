@@ -344,18 +344,14 @@ impl Runtime {
         let kill_all = sig == libc::SIGKILL && !new_pid_namespace(&st);
         match self.status(&st) {
             Status::Creating => bail!("cannot kill container {id:?}: it is being created"),
-            Status::Stopped => match &st.cgroup {
-                Some(rec) if kill_all && st.creating.is_none() => {
-                    let m = cgroups::open(rec);
-                    cgroups::signal_all(m.as_ref(), sig)
-                        .map_err(|_| Error::msg("container not running"))?;
-                    if m.is_frozen() {
-                        m.freeze(false)?;
-                    }
-                    return Ok(());
-                }
-                _ => bail!("container not running"),
-            },
+            // `--all` of a stopped container is no error (containerd's shim
+            // sends it after every exit); it and a SIGKILL reach what an
+            // init without a PID namespace of its own left behind.
+            Status::Stopped if all => return kill_leftovers(&st, sig),
+            Status::Stopped if kill_all && st.creating.is_none() => {
+                return kill_leftovers(&st, sig);
+            }
+            Status::Stopped => bail!("container not running"),
             _ => {}
         }
         let fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
@@ -764,6 +760,32 @@ fn container_processes(st: &State) -> Vec<PidFd> {
         return Vec::new();
     }
     fds
+}
+
+/// `kill --all` of a stopped container is no error (runc's rule): it
+/// signals what the init left behind. With a PID namespace of its own
+/// nothing is left (the kernel killed every process with the init);
+/// without one (a pod's shared namespace, the host's) the init's children
+/// outlive it in the container's cgroup, and containerd's shim runs
+/// `kill --all ID 9` when such an init exits to reach them. Without a
+/// cgroup nothing identifies them once the init is gone.
+fn kill_leftovers(st: &State, sig: i32) -> Result<()> {
+    if new_pid_namespace(st) {
+        return Ok(());
+    }
+    let Some(rec) = &st.cgroup else {
+        return Ok(());
+    };
+    let m = cgroups::open(rec);
+    // Gone or empty: nothing to freeze or signal.
+    if cgroups::pids(m.as_ref())?.is_empty() {
+        return Ok(());
+    }
+    cgroups::signal_all(m.as_ref(), sig)?;
+    if sig == libc::SIGKILL && m.is_frozen() {
+        m.freeze(false)?;
+    }
+    Ok(())
 }
 
 /// The config the container was created with (kept in its state).

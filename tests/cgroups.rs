@@ -912,6 +912,64 @@ fn kill_all_and_delete_reach_every_process_of_the_cgroup() {
     assert_gone(&all_dirs(&paths));
 }
 
+/// containerd's shim runs `kill --all ID 9` when the init of a container
+/// without a PID namespace of its own exits (a pod's shared or the host's
+/// namespace): the children the init left in the cgroup must die then, not
+/// at delete, and the stopped container must not make it an error.
+#[test]
+fn kill_all_of_a_stopped_container_reaches_what_its_init_left() {
+    let ctx = Ctx::new("capsa-cg-killall-stopped");
+    let mut c = ctx.sh_config("sleep 1000 & echo $! > /tmp/orphan; exit 0");
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    c["root"]["readonly"] = false.into();
+    let id = ctx.id("c");
+    create(&ctx, &id, &c);
+    let paths = cgroup_dirs(&ctx, &id);
+    assert_ok(&ctx.capsa(&["start", &id]));
+    ctx.wait_status(&id, "stopped");
+    // Without a PID namespace the pid the container saw is the host's.
+    let file = ctx.bundle.join("rootfs/tmp/orphan");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.ends_with('\n'))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let orphan: i64 = std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(orphan), "the orphan sleep {orphan} is not running");
+    let in_cgroup = all_dirs(&paths).iter().any(|d| {
+        std::fs::read_to_string(d.join("cgroup.procs"))
+            .is_ok_and(|t| t.lines().any(|l| l == orphan.to_string()))
+    });
+    assert!(in_cgroup, "the orphan {orphan} is not in {paths}");
+
+    // Only the init is signalled without --all (SIGKILL aside, which
+    // reaches every process of a container without a PID namespace, as in
+    // runc 1.2: tests/cli.rs), and it is gone.
+    assert_fails_with(&ctx.capsa(&["kill", &id, "TERM"]), "container not running");
+    assert!(alive(orphan), "a plain kill reached the orphan {orphan}");
+    assert_ok(&ctx.capsa(&["kill", "--all", &id, "KILL"]));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(orphan) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !alive(orphan),
+        "kill --all left the orphan {orphan} running"
+    );
+    // Nothing left to signal is no error either.
+    assert_ok(&ctx.capsa(&["kill", "--all", &id, "TERM"]));
+    assert_ok(&ctx.capsa(&["delete", &id]));
+    assert_gone(&all_dirs(&paths));
+}
+
 #[test]
 fn a_failed_create_leaves_no_cgroup() {
     if !v1_host() {
