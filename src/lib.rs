@@ -17,6 +17,7 @@ pub mod namespaces;
 pub mod notify;
 pub mod process;
 pub mod rootfs;
+pub mod rootless;
 pub mod sealed_exe;
 pub mod seccomp;
 pub mod signals;

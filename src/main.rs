@@ -36,6 +36,11 @@ struct Cli {
     /// still managed through cgroupfs)
     #[arg(long, global = true)]
     systemd_cgroup: bool,
+    /// How the container's cgroups are managed: cgroupfs (the default),
+    /// systemd (as --systemd-cgroup) or disabled (no cgroup of its own;
+    /// podman's --cgroups=disabled)
+    #[arg(long, global = true, value_enum, value_name = "MANAGER")]
+    cgroup_manager: Option<CgroupManager>,
     /// Rootless mode: true, false or auto (before the subcommand)
     #[arg(long, value_name = "true|false|auto")]
     rootless: Option<String>,
@@ -47,6 +52,13 @@ struct Cli {
     version: bool,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    Disabled,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -437,6 +449,7 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "log-format",
         "debug",
         "systemd-cgroup",
+        "cgroup-manager",
         "rootless",
         "criu",
         "bundle",
@@ -490,6 +503,7 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "root",
         "log",
         "log-format",
+        "cgroup-manager",
         "rootless",
         "criu",
         "bundle",
@@ -572,7 +586,11 @@ fn main() {
         logging::error(&e.to_string());
         std::process::exit(1);
     }
-    let _ = (&cli.criu, &cli.rootless);
+    let _ = &cli.criu;
+    if let Err(e) = capsa::rootless::set_mode(cli.rootless.as_deref()) {
+        logging::error(&e.to_string());
+        std::process::exit(1);
+    }
     if cli.version {
         print!("{}", capsa::version_text());
         return;
@@ -582,7 +600,11 @@ fn main() {
         std::process::exit(1);
     };
     let rt = Runtime::new(cli.root.unwrap_or_else(capsa::state::default_root));
-    match dispatch(&rt, command, cli.systemd_cgroup) {
+    let cgroups = Cgroups {
+        systemd: cli.systemd_cgroup || cli.cgroup_manager == Some(CgroupManager::Systemd),
+        disabled: cli.cgroup_manager == Some(CgroupManager::Disabled),
+    };
+    match dispatch(&rt, command, cgroups) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             logging::error(&e.to_string());
@@ -591,7 +613,14 @@ fn main() {
     }
 }
 
-fn run_options(c: &CreateArgs, systemd_cgroup: bool) -> capsa::Result<RunOptions> {
+/// What `--systemd-cgroup` and `--cgroup-manager` ask of create and run.
+#[derive(Clone, Copy)]
+struct Cgroups {
+    systemd: bool,
+    disabled: bool,
+}
+
+fn run_options(c: &CreateArgs, cgroups: Cgroups) -> capsa::Result<RunOptions> {
     Ok(RunOptions {
         bundle: bundle_dir(c.bundle.as_deref()),
         pid_file: c.pid_file.clone(),
@@ -599,14 +628,15 @@ fn run_options(c: &CreateArgs, systemd_cgroup: bool) -> capsa::Result<RunOptions
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
-        systemd_cgroup,
+        systemd_cgroup: cgroups.systemd,
+        no_cgroup: cgroups.disabled,
     })
 }
 
-fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Result<i32> {
+fn dispatch(rt: &Runtime, command: Command, cgroups: Cgroups) -> capsa::Result<i32> {
     match command {
         Command::Create(c) => {
-            let o = run_options(&c, systemd_cgroup)?;
+            let o = run_options(&c, cgroups)?;
             let mask = nix::sys::signal::SigSet::thread_get_mask()
                 .unwrap_or_else(|_| nix::sys::signal::SigSet::empty());
             rt.create(&c.id, &o, mask, false)?;
@@ -617,7 +647,7 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             detach,
             keep,
         }) => {
-            let o = run_options(&create, systemd_cgroup)?;
+            let o = run_options(&create, cgroups)?;
             return rt.run(&create.id, &o, detach, keep);
         }
         Command::State(IdArg { id }) => {
@@ -798,11 +828,7 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
             } else {
                 st.pid
             };
-            let owner = if st.owner.is_empty() {
-                "root".to_string()
-            } else {
-                st.owner.clone()
-            };
+            let owner = st.owner.clone();
             [
                 st.id.clone(),
                 pid.to_string(),
