@@ -828,3 +828,428 @@ fn runtime_errors_map_to_podmans_exit_codes() {
     ok(p.podman(&["rm", "-f", "-t", "0", &id]));
     p.assert_gone(&id);
 }
+
+// ---------------------------------------------------------------------
+// Rootless podman: an ordinary user (made by the test, with subordinate
+// ids) runs podman, which runs conmon and the runtime as uid 0 of its own
+// user namespace. Storage is vfs (no fuse-overlayfs), --network none (no
+// slirp4netns), cgroupfs: on this host's cgroup v1 no hierarchy is
+// delegated, so containers run without cgroups of their own.
+// ---------------------------------------------------------------------
+
+/// A user with subordinate ids and a private rootless podman; on drop the
+/// user's processes (conmons, podman's pause process, containers), the
+/// user, its subordinate ids and its storage are removed.
+struct RootlessPodman {
+    dir: Scratch,
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+/// The range given to the user in /etc/subuid and /etc/subgid (besides
+/// whatever useradd adds by itself).
+const RL_SUB_START: u32 = 600000;
+
+impl RootlessPodman {
+    fn new() -> RootlessPodman {
+        require("podman");
+        require("conmon");
+        require("newuidmap");
+        require("setpriv");
+        let dir = Scratch::new("capsa-it-pmrl");
+        // One user per test (tests run in parallel), named uniquely.
+        let name = unique("capsapm");
+        let _ = Command::new("userdel").arg(&name).output();
+        let st = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/bin/sh", &name])
+            .status()
+            .expect("run useradd");
+        assert!(st.success(), "useradd {name} failed");
+        let mut p = RootlessPodman {
+            dir,
+            name,
+            uid: 0,
+            gid: 0,
+        };
+        let range = format!("{RL_SUB_START}-{}", RL_SUB_START + 65535);
+        let st = Command::new("usermod")
+            .args(["--add-subuids", &range, "--add-subgids", &range, &p.name])
+            .status()
+            .expect("run usermod");
+        assert!(st.success(), "usermod --add-subuids failed");
+        let id = |flag: &str| -> u32 {
+            let o = Command::new("id").args([flag, &p.name]).output().unwrap();
+            stdout(&o).trim().parse().unwrap()
+        };
+        (p.uid, p.gid) = (id("-u"), id("-g"));
+        let d = |s: &str| p.path(s);
+        for sub in [
+            "root", "runroot", "tmp", "networks", "imgtmp", "home", "xdg",
+        ] {
+            std::fs::create_dir_all(p.dir.join(sub)).unwrap();
+        }
+        let nofile = hard_limit(nix::sys::resource::Resource::RLIMIT_NOFILE).min(4096);
+        let nproc = hard_limit(nix::sys::resource::Resource::RLIMIT_NPROC).min(4096);
+        let rt = runtime_name();
+        let conf = format!(
+            r#"[containers]
+default_capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL",
+  "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"]
+default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
+netns = "none"
+
+[network]
+network_backend = "cni"
+network_config_dir = "{networks}"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{events}"
+lock_type = "file"
+tmp_dir = "{tmp}"
+static_dir = "{static_dir}"
+volume_path = "{volumes}"
+image_copy_tmp_dir = "{imgtmp}"
+runtime_supports_json = ["{rt}"]
+"#,
+            networks = d("networks"),
+            events = d("events.log"),
+            tmp = d("tmp"),
+            static_dir = d("root/libpod"),
+            volumes = d("root/volumes"),
+            imgtmp = d("imgtmp"),
+        );
+        std::fs::write(p.dir.join("containers.conf"), conf).unwrap();
+        std::fs::write(
+            p.dir.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                d("root"),
+                d("runroot")
+            ),
+        )
+        .unwrap();
+        std::fs::copy(busybox_image(), p.dir.join("image.tar")).unwrap();
+        let owner = format!("{}:{}", p.uid, p.gid);
+        let st = Command::new("chown")
+            .args(["-R", &owner, &p.path("")])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p.dir.join("xdg"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let text = ok(p.podman(&["load", "-i", &p.path("image.tar")]));
+        assert!(text.contains("busybox:capsa"), "{text}");
+        p
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.dir.join(p).display().to_string()
+    }
+
+    /// `setpriv` to the user with a clean environment, then podman with
+    /// private roots, cgroupfs, file events, vfs and the runtime under test.
+    fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            format!("--reuid={}", self.uid),
+            format!("--regid={}", self.gid),
+            "--clear-groups".into(),
+            "env".into(),
+            "-i".into(),
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            format!("HOME={}", self.path("home")),
+            format!("XDG_RUNTIME_DIR={}", self.path("xdg")),
+            format!("USER={}", self.name),
+            format!("CONTAINERS_CONF={}", self.path("containers.conf")),
+            format!("CONTAINERS_STORAGE_CONF={}", self.path("storage.conf")),
+            "podman".into(),
+            "--root".into(),
+            self.path("root"),
+            "--runroot".into(),
+            self.path("runroot"),
+            "--storage-driver".into(),
+            "vfs".into(),
+            "--runtime".into(),
+            runtime().display().to_string(),
+            "--cgroup-manager".into(),
+            "cgroupfs".into(),
+            "--events-backend".into(),
+            "file".into(),
+        ];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn podman(&self, args: &[&str]) -> Output {
+        let all = self.argv(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_limited(120, "setpriv", &all)
+    }
+
+    /// `podman run --network none [extra] IMAGE cmd...`.
+    fn run(&self, extra: &[&str], cmd: &[&str]) -> Output {
+        let mut a = vec!["run", "--network", "none"];
+        a.extend_from_slice(extra);
+        a.push(IMAGE);
+        a.extend_from_slice(cmd);
+        self.podman(&a)
+    }
+
+    fn inspect(&self, id: &str, format: &str) -> String {
+        ok(self.podman(&["inspect", "--format", format, id]))
+            .trim()
+            .to_string()
+    }
+
+    /// The runtime's state directory for a container: under the user's
+    /// XDG_RUNTIME_DIR, where both runc and capsa keep it rootless.
+    fn runtime_state(&self, id: &str) -> PathBuf {
+        self.dir.join("xdg").join(runtime_name()).join(id)
+    }
+
+    /// The host id that an id of the containers maps to, from podman's
+    /// user namespace as a container sees it (/proc/self/uid_map, gid_map).
+    fn host_id(map: &str, uid: u32) -> u32 {
+        for l in map.lines() {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if let [inner, outer, count] = f[..]
+                && (inner..inner + count).contains(&uid)
+            {
+                return outer + (uid - inner);
+            }
+        }
+        panic!("id {uid} is not in the map:\n{map}");
+    }
+
+    #[track_caller]
+    fn assert_gone(&self, id: &str) {
+        let ids = stdout(&self.podman(&["ps", "-aq", "--no-trunc"]));
+        assert!(!ids.contains(id), "{id} still listed");
+        assert!(
+            !self.runtime_state(id).exists(),
+            "the runtime still has state for {id}"
+        );
+        wait_for(10, &format!("conmon and cleanup of {id} to end"), || {
+            pids_with_cmdline(id).is_empty().then_some(())
+        });
+    }
+}
+
+impl Drop for RootlessPodman {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("podman ps -a:\n{}", stdout(&self.podman(&["ps", "-a"])));
+        }
+        let _ = self.podman(&["rm", "--all", "--force", "--time", "0"]);
+        // Whatever the user still runs (conmons, the pause process that
+        // holds podman's user namespace, containers) goes, then the user.
+        for _ in 0..100 {
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-u", &self.name])
+                .status();
+            let left = Command::new("pgrep").args(["-u", &self.name]).output();
+            if left.map(|o| o.stdout.is_empty()).unwrap_or(true) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = Command::new("userdel").arg(&self.name).status();
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            if let Ok(text) = std::fs::read_to_string(f) {
+                let kept: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with(&format!("{}:", self.name)))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let _ = std::fs::write(f, kept);
+            }
+        }
+        // The Scratch drop removes the storage (files of subordinate ids).
+    }
+}
+
+#[test]
+fn rootless_run_exec_user_volume_keep_id_caps_stop_and_rm() {
+    let p = RootlessPodman::new();
+    // run --rm: output and exit status; uid 0 inside is the user outside.
+    let out = p.run(
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; \
+             echo err >&2; exit 7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "err\n");
+    let text = stdout(&out);
+    let (first, maps) = text.split_once('\n').unwrap();
+    let (uid_map, gid_map) = maps.split_once("--\n").unwrap();
+    assert_eq!(first, "0", "{text}");
+    assert_eq!(RootlessPodman::host_id(uid_map, 0), p.uid, "{text}");
+    assert_eq!(RootlessPodman::host_id(gid_map, 0), p.gid, "{text}");
+    let out = p.run(&["--rm"], &["no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+
+    // run -d, exec (status, joined namespaces), exec -t.
+    let id = ok(p.run(&["-d"], &["sleep", "1000"])).trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(p.inspect(&id, "{{.State.Status}}"), "running");
+    assert!(
+        p.runtime_state(&id).is_dir(),
+        "no state under XDG_RUNTIME_DIR"
+    );
+    let pid: i32 = p.inspect(&id, "{{.State.Pid}}").parse().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uids.split_whitespace().nth(1),
+        Some(p.uid.to_string().as_str()),
+        "the init runs as the user on the host: {uids}"
+    );
+    let out = p.podman(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "tr '\\0' ' ' </proc/1/cmdline; echo; \
+         for n in mnt uts ipc pid; do \
+           [ $(readlink /proc/self/ns/$n) = $(readlink /proc/1/ns/$n) ] && echo same-$n; \
+         done; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "sleep 1000 \nsame-mnt\nsame-uts\nsame-ipc\nsame-pid\n"
+    );
+    let argv = p.argv(&[
+        "exec",
+        "-t",
+        &id,
+        "sh",
+        "-c",
+        "tty; [ -t 1 ] && echo out-is-tty; exit 5",
+    ]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = run_in_pty(60, 24, 80, "setpriv", &argv);
+    assert_eq!(out.code, Some(5), "{}", out.text);
+    assert!(out.text.contains("/dev/pts/"), "{}", out.text);
+    assert!(out.text.contains("out-is-tty"), "{}", out.text);
+
+    // rm -f of a running container: nothing of it is left.
+    ok(p.podman(&["rm", "-f", "-t", "0", &id]));
+    p.assert_gone(&id);
+
+    // --user 1000:1000 with a volume: the files carry the ids that 0 and
+    // 1000 of the container map to on the host.
+    let vol = p.dir.join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mount = format!("{}:/vol", vol.display());
+    let out = ok(p.run(
+        &["--rm", "--user", "1000:1000", "-v", &mount],
+        &["sh", "-c", "id -u; id -g; touch /vol/by-1000"],
+    ));
+    assert_eq!(out, "1000\n1000\n");
+    ok(p.run(&["--rm", "-v", &mount], &["touch", "/vol/by-root"]));
+    let owner = |f: &str| {
+        let m = std::fs::metadata(vol.join(f)).unwrap();
+        (m.uid(), m.gid())
+    };
+    let mapped = (
+        RootlessPodman::host_id(uid_map, 1000),
+        RootlessPodman::host_id(gid_map, 1000),
+    );
+    assert_ne!(mapped, (1000, 1000));
+    assert_eq!(owner("by-1000"), mapped);
+    assert_eq!(owner("by-root"), (p.uid, p.gid));
+
+    // --userns=keep-id: the user's own uid inside, and on the volume.
+    let out = ok(p.run(
+        &["--rm", "--userns=keep-id", "-v", &mount],
+        &["sh", "-c", "id -u; touch /vol/by-keep-id"],
+    ));
+    assert_eq!(out, format!("{}\n", p.uid));
+    assert_eq!(owner("by-keep-id").0, p.uid);
+
+    // --cap-drop all and no-new-privileges reach the process.
+    let out = ok(p.run(
+        &[
+            "--rm",
+            "--cap-drop",
+            "all",
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        &[
+            "grep",
+            "-E",
+            "^(CapEff|CapBnd|NoNewPrivs)",
+            "/proc/self/status",
+        ],
+    ));
+    let vals: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(vals, ["0000000000000000", "0000000000000000", "1"], "{out}");
+
+    // stop: SIGTERM reaches the init, whose trap ends it with 42.
+    let id = ok(p.run(
+        &["-d"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
+    ))
+    .trim()
+    .to_string();
+    wait_for(10, "the trap to be set", || {
+        stdout(&p.podman(&["logs", &id]))
+            .contains("ready")
+            .then_some(())
+    });
+    ok(p.podman(&["stop", "-t", "20", &id]));
+    assert_eq!(p.inspect(&id, "{{.State.ExitCode}}"), "42");
+    ok(p.podman(&["rm", &id]));
+    p.assert_gone(&id);
+}
+
+/// `--read-only` and `--tmpfs`: podman asks for tmpfs mounts with the
+/// `tmpcopyup` option (the image's contents copied onto the tmpfs).
+#[test]
+fn rootless_read_only_and_tmpfs() {
+    let p = RootlessPodman::new();
+    let out = p.run(
+        &["--rm", "--read-only"],
+        &[
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null && echo root-writable; touch /tmp/y && echo tmp-ok",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "tmp-ok\n");
+    let out = p.run(
+        &["--rm", "--tmpfs", "/data:size=1m"],
+        &[
+            "sh",
+            "-c",
+            "grep ' /data ' /proc/self/mounts; touch /data/z && echo ok",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("tmpfs /data tmpfs "), "{text}");
+    assert!(text.contains("size=1024k"), "{text}");
+    assert!(text.ends_with("ok\n"), "{text}");
+}

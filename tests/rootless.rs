@@ -478,6 +478,8 @@ fn in_a_user_namespace_capsa_picks_the_rootless_defaults() {
         json!([{"containerID": 0, "hostID": 0, "size": 1}])
     );
     config["process"]["args"] = json!(["sh", "-c", "id -u; cat /proc/self/uid_map; exit 4"]);
+    // No limits asked (podman writes an empty object): nothing to warn of.
+    config["linux"]["resources"] = json!({});
     write(&ctx, &config);
     let bundle = ctx.bundle_str();
 
@@ -491,6 +493,7 @@ fn in_a_user_namespace_capsa_picks_the_rootless_defaults() {
         lines[1].split_whitespace().collect::<Vec<_>>(),
         ["0", "0", "1"]
     );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
     let meta = std::fs::metadata(user.xdg.join("capsa")).expect("state root under XDG_RUNTIME_DIR");
     assert_eq!(meta.uid(), user.uid);
     assert!(
@@ -498,6 +501,18 @@ fn in_a_user_namespace_capsa_picks_the_rootless_defaults() {
         "{:?}",
         user.state_entries()
     );
+
+    // Limits without a cgroup to hold them: said, and the container runs.
+    config["linux"]["resources"] = json!({"pids": {"limit": 50}});
+    write(&ctx, &config);
+    let out = user.capsa_in_userns(&ctx.dir, &["run", "--bundle", bundle, "rl-ns-lim"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("linux.resources (pids...) are not applied"),
+        "{}",
+        stderr(&out)
+    );
+    config["linux"]["resources"] = json!(null);
 
     // A detached one: listed with its owner (root inside such a
     // namespace, the user's name outside), exec'd into by the user.

@@ -220,22 +220,30 @@ pub fn create(
 /// config gives it, as rootless).
 fn without_cgroup(spec: &oci_spec::runtime::Spec) -> Result<()> {
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let Some(r) = resources else {
-        return Ok(());
-    };
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("devices");
-        m.retain(|_, x| !x.is_null());
-        if let Some(k) = m.keys().next() {
-            crate::bail!(
-                "config.json: linux.resources.{k}: cannot be applied with --cgroup-manager \
-                 disabled (the container gets no cgroup)"
-            );
-        }
+    if let Some(k) = resources.and_then(first_limit) {
+        crate::bail!(
+            "config.json: linux.resources.{k}: cannot be applied with --cgroup-manager \
+             disabled (the container gets no cgroup)"
+        );
     }
     crate::logging::debug("cgroup manager disabled: the container has no cgroup of its own");
     Ok(())
+}
+
+/// The first field of `r` that asks for a limit (device rules aside):
+/// only a cgroup could apply it.
+fn first_limit(r: &oci_spec::runtime::LinuxResources) -> Option<String> {
+    let v = serde_json::to_value(r).unwrap_or_default();
+    let empty = |x: &serde_json::Value| match x {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(o) => o.values().all(|v| v.is_null()),
+        serde_json::Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    v.as_object()?
+        .iter()
+        .find(|(k, x)| *k != "devices" && !empty(x))
+        .map(|(k, _)| k.clone())
 }
 
 /// The cgroup setup of `create`: directories and limits, and the files the
@@ -249,9 +257,9 @@ fn prepare_cgroup(m: &mut dyn cgroups::Manager) -> Result<Option<cgroups::join::
         Ok(j) => Ok(Some(j)),
         Err(e) if crate::rootless::is_rootless() => {
             let _ = cgroups::destroy(m.record());
-            if m.record().resources.is_some() {
+            if let Some(k) = m.record().resources.as_ref().and_then(first_limit) {
                 crate::logging::warn(&format!(
-                    "rootless: cgroups: {e}; linux.resources are not applied"
+                    "rootless: cgroups: {e}; linux.resources ({k}...) are not applied"
                 ));
             } else {
                 crate::logging::debug(&format!(
