@@ -25,7 +25,12 @@ static DETECTED: OnceLock<bool> = OnceLock::new();
 /// Takes the value of `--rootless` (`true`, `false` or `auto`; absent is
 /// `auto`).
 pub fn set_mode(flag: Option<&str>) -> Result<()> {
-    let mode = match flag {
+    MODE.store(parse_mode(flag)?, Ordering::Relaxed);
+    Ok(())
+}
+
+fn parse_mode(flag: Option<&str>) -> Result<u8> {
+    Ok(match flag {
         None | Some("auto") => AUTO,
         Some("true") => YES,
         Some("false") => NO,
@@ -34,9 +39,7 @@ pub fn set_mode(flag: Option<&str>) -> Result<()> {
                 "invalid value {other:?} for --rootless: expected true, false or auto"
             )));
         }
-    };
-    MODE.store(mode, Ordering::Relaxed);
-    Ok(())
+    })
 }
 
 /// Whether capsa acts as rootless (see the module's description).
@@ -111,10 +114,11 @@ mod tests {
 
     #[test]
     fn rootless_flag_values() {
-        assert!(set_mode(Some("maybe")).is_err());
-        for ok in [None, Some("true"), Some("false"), Some("auto")] {
-            set_mode(ok).unwrap();
-        }
-        set_mode(None).unwrap();
+        assert!(parse_mode(Some("maybe")).is_err());
+        assert!(parse_mode(Some("")).is_err());
+        assert_eq!(parse_mode(None).unwrap(), AUTO);
+        assert_eq!(parse_mode(Some("auto")).unwrap(), AUTO);
+        assert_eq!(parse_mode(Some("true")).unwrap(), YES);
+        assert_eq!(parse_mode(Some("false")).unwrap(), NO);
     }
 }
