@@ -614,3 +614,46 @@ fn cgroup_manager_disabled_runs_without_a_cgroup() {
     let out = ctx.capsa(&["--cgroup-manager", "nosuch", "list"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn rootless_create_joins_namespaces_by_path_user_first() {
+    let ctx = Ctx::new("rl-join");
+    let user = User::create(&ctx.dir, "j");
+    let mut config = user_bundle(&ctx, &user, false);
+    config["process"]["args"] = json!(["sleep", "1000"]);
+    write(&ctx, &config);
+    let bundle = ctx.bundle_str();
+    assert_ok(&user.capsa(&ctx.dir, &["run", "-d", "--bundle", bundle, "rl-j-a"]));
+    let state = user.capsa(&ctx.dir, &["state", "rl-j-a"]);
+    let st: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+
+    // A second container in the first one's user and PID namespaces (as a
+    // pod's containers join its infra container): the user has no
+    // privilege over that PID namespace until it is in its user namespace.
+    let ns = config["linux"]["namespaces"].as_array_mut().unwrap();
+    for n in ns.iter_mut() {
+        if n["type"] == "user" || n["type"] == "pid" {
+            n["path"] = json!(format!("/proc/{pid}/ns/{}", n["type"].as_str().unwrap()));
+        }
+    }
+    config["linux"]["uidMappings"] = json!(null);
+    config["linux"]["gidMappings"] = json!(null);
+    config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "id -u; tr '\\0' ' ' </proc/1/cmdline; echo; readlink /proc/self/ns/user; readlink /proc/self/ns/pid"
+    ]);
+    write(&ctx, &config);
+    let out = user.capsa(&ctx.dir, &["run", "--bundle", bundle, "rl-j-b"]);
+    assert_ok(&out);
+    let link = |n: &str| std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
+    let want = format!(
+        "0\nsleep 1000 \n{}\n{}\n",
+        link("user").display(),
+        link("pid").display()
+    );
+    assert_eq!(stdout(&out), want);
+    assert_ok(&user.capsa(&ctx.dir, &["delete", "--force", "rl-j-a"]));
+    assert!(user.state_entries().is_empty());
+}
