@@ -613,6 +613,24 @@ fn cgroup_manager_disabled_runs_without_a_cgroup() {
     assert_ok(&ctx.capsa(&["delete", "--force", &id]));
     let out = ctx.capsa(&["--cgroup-manager", "nosuch", "list"]);
     assert!(!out.status.success());
+
+    // `--cgroup-manager systemd` is `--systemd-cgroup`: the same outcome
+    // (the same cgroups, or the same refusal) for a systemd-style path.
+    config["process"]["args"] = json!(["cat", "/proc/self/cgroup"]);
+    let name = format!("capsa-rl-{}", std::process::id());
+    config["linux"]["cgroupsPath"] = json!(format!("system.slice:{name}:c"));
+    ctx.write_config(&config);
+    let with = |flags: &[&str], id: &str| {
+        let mut args = flags.to_vec();
+        args.extend(["run", "--bundle", ctx.bundle_str(), id]);
+        let out = ctx.capsa(&args);
+        (out.status.code(), stdout(&out), stderr(&out))
+    };
+    let a = with(&["--systemd-cgroup"], &ctx.id("s1"));
+    let b = with(&["--cgroup-manager", "systemd"], &ctx.id("s2"));
+    assert_eq!(a, b);
+    let c = with(&["--cgroup-manager", "cgroupfs"], &ctx.id("s3"));
+    assert_ne!(a.1, c.1, "the systemd path was not taken: {a:?}");
 }
 
 #[test]
