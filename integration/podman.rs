@@ -1198,6 +1198,16 @@ fn rootless_run_exec_user_volume_keep_id_caps_stop_and_rm() {
     ));
     assert_eq!(out, format!("{}\n", p.uid));
     assert_eq!(owner("by-keep-id").0, p.uid);
+    // exec into it: the runtime joins the container's own user namespace
+    // (nested in podman's) before its PID namespace.
+    let id = ok(p.run(&["-d", "--userns=keep-id"], &["sleep", "1000"]))
+        .trim()
+        .to_string();
+    let out = p.podman(&["exec", &id, "sh", "-c", "id -u; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", p.uid));
+    ok(p.podman(&["rm", "-f", "-t", "0", &id]));
+    p.assert_gone(&id);
 
     // --cap-drop all and no-new-privileges reach the process.
     let out = ok(p.run(
