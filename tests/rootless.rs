@@ -675,3 +675,66 @@ fn rootless_create_joins_namespaces_by_path_user_first() {
     assert_ok(&user.capsa(&ctx.dir, &["delete", "--force", "rl-j-a"]));
     assert!(user.state_entries().is_empty());
 }
+
+#[test]
+fn rootless_true_as_root_uses_the_rootless_state_root() {
+    let ctx = Ctx::new("rl-flag");
+    let mut config = ctx.default_config();
+    config["process"]["args"] = json!(["sleep", "100"]);
+    ctx.write_config(&config);
+    let xdg = ctx.dir.join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    let id = ctx.id("c");
+    // Should a capsa put it elsewhere, it is removed from there too.
+    struct Gone(String, PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for root in [self.1.join("capsa"), PathBuf::from("/run/capsa")] {
+                if root.join(&self.0).exists() {
+                    let _ = Command::new(CAPSA)
+                        .arg("--root")
+                        .arg(&root)
+                        .args(["delete", "--force", &self.0])
+                        .output();
+                }
+            }
+        }
+    }
+    let _gone = Gone(id.clone(), xdg.clone());
+    // No --root: the root is chosen by the rootless decision.
+    // (stderr to a file: a detached container keeps what it is given.)
+    let err = ctx.dir.join(".flag-err");
+    let capsa = |args: &[&str]| {
+        let status = Command::new(CAPSA)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &xdg)
+            .env("USER", "capsa-rl-nobody")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        }
+    };
+    let out = capsa(&[
+        "--rootless",
+        "true",
+        "run",
+        "-d",
+        "--bundle",
+        ctx.bundle_str(),
+        &id,
+    ]);
+    assert_ok(&out);
+    assert!(
+        xdg.join("capsa").join(&id).is_dir(),
+        "not under XDG_RUNTIME_DIR"
+    );
+    assert!(!Path::new("/run/capsa").join(&id).exists());
+    assert_ok(&capsa(&["--rootless", "true", "delete", "--force", &id]));
+    assert!(!xdg.join("capsa").join(&id).exists());
+}
