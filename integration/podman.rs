@@ -14,6 +14,8 @@
 //! ends, pass or fail.
 
 mod common;
+#[path = "../tests/common/users.rs"]
+mod users;
 
 use common::*;
 use std::path::{Path, PathBuf};
@@ -841,10 +843,17 @@ fn runtime_errors_map_to_podmans_exit_codes() {
 /// user's processes (conmons, podman's pause process, containers), the
 /// user, its subordinate ids and its storage are removed.
 struct RootlessPodman {
+    // Dropped in this order: the user (and its processes), then the
+    // storage.
+    user: users::TestUser,
     dir: Scratch,
-    name: String,
-    uid: u32,
-    gid: u32,
+}
+
+impl std::ops::Deref for RootlessPodman {
+    type Target = users::TestUser;
+    fn deref(&self) -> &users::TestUser {
+        &self.user
+    }
 }
 
 /// The range given to the user in /etc/subuid and /etc/subgid (besides
@@ -859,30 +868,8 @@ impl RootlessPodman {
         require("setpriv");
         let dir = Scratch::new("capsa-it-pmrl");
         // One user per test (tests run in parallel), named uniquely.
-        let name = unique("capsapm");
-        let _ = Command::new("userdel").arg(&name).output();
-        let st = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/bin/sh", &name])
-            .status()
-            .expect("run useradd");
-        assert!(st.success(), "useradd {name} failed");
-        let mut p = RootlessPodman {
-            dir,
-            name,
-            uid: 0,
-            gid: 0,
-        };
-        let range = format!("{RL_SUB_START}-{}", RL_SUB_START + 65535);
-        let st = Command::new("usermod")
-            .args(["--add-subuids", &range, "--add-subgids", &range, &p.name])
-            .status()
-            .expect("run usermod");
-        assert!(st.success(), "usermod --add-subuids failed");
-        let id = |flag: &str| -> u32 {
-            let o = Command::new("id").args([flag, &p.name]).output().unwrap();
-            stdout(&o).trim().parse().unwrap()
-        };
-        (p.uid, p.gid) = (id("-u"), id("-g"));
+        let user = users::TestUser::create(&unique("capsapm"), RL_SUB_START, 65536);
+        let p = RootlessPodman { user, dir };
         let d = |s: &str| p.path(s);
         for sub in [
             "root", "runroot", "tmp", "networks", "imgtmp", "home", "xdg",
@@ -1066,30 +1053,9 @@ impl Drop for RootlessPodman {
             eprintln!("podman ps -a:\n{}", stdout(&self.podman(&["ps", "-a"])));
         }
         let _ = self.podman(&["rm", "--all", "--force", "--time", "0"]);
-        // Whatever the user still runs (conmons, the pause process that
-        // holds podman's user namespace, containers) goes, then the user.
-        for _ in 0..100 {
-            let _ = Command::new("pkill")
-                .args(["-KILL", "-u", &self.name])
-                .status();
-            let left = Command::new("pgrep").args(["-u", &self.name]).output();
-            if left.map(|o| o.stdout.is_empty()).unwrap_or(true) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = Command::new("userdel").arg(&self.name).status();
-        for f in ["/etc/subuid", "/etc/subgid"] {
-            if let Ok(text) = std::fs::read_to_string(f) {
-                let kept: String = text
-                    .lines()
-                    .filter(|l| !l.starts_with(&format!("{}:", self.name)))
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                let _ = std::fs::write(f, kept);
-            }
-        }
-        // The Scratch drop removes the storage (files of subordinate ids).
+        // Then the user goes with what it still runs (conmons, the pause
+        // process that holds podman's user namespace, containers), then
+        // its storage (files of subordinate ids) with the Scratch.
     }
 }
 

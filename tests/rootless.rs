@@ -6,54 +6,41 @@
 //! of files the container created in a bind mount).
 
 mod common;
+#[path = "common/users.rs"]
+mod users;
 use common::*;
 use serde_json::json;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use users::TestUser;
 
 const SUB_START: u32 = 300000;
 const SUB_COUNT: u32 = 65536;
 
-/// The unprivileged user, removed (with its subordinate ids) on drop. Each
-/// test has its own (`capsarl<tag><pid>`), so tests run in parallel.
+/// The unprivileged user (removed with its subordinate ids and processes
+/// on drop) and its XDG_RUNTIME_DIR. Each test has its own
+/// (`capsarl<tag><pid>`), so tests run in parallel.
 struct User {
-    name: String,
-    uid: u32,
-    gid: u32,
+    user: TestUser,
     xdg: PathBuf,
+}
+
+impl std::ops::Deref for User {
+    type Target = TestUser;
+    fn deref(&self) -> &TestUser {
+        &self.user
+    }
 }
 
 impl User {
     fn create(dir: &Path, tag: &str) -> User {
         let name = format!("capsarl{tag}{}", std::process::id());
-        let _ = Command::new("userdel").arg(&name).output();
-        let st = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/bin/sh", &name])
-            .status()
-            .expect("run useradd");
-        assert!(st.success(), "useradd {name} failed");
-        let mut user = User {
-            name,
-            uid: 0,
-            gid: 0,
+        let user = User {
+            user: TestUser::create(&name, SUB_START, SUB_COUNT),
             xdg: dir.join("xdg"),
         };
-        let range = format!("{SUB_START}-{}", SUB_START + SUB_COUNT - 1);
-        let st = Command::new("usermod")
-            .args(["--add-subuids", &range, "--add-subgids", &range, &user.name])
-            .status()
-            .expect("run usermod");
-        assert!(st.success(), "usermod --add-subuids failed");
-        let id = |flag: &str| -> u32 {
-            let o = Command::new("id")
-                .args([flag, &user.name])
-                .output()
-                .unwrap();
-            stdout(&o).trim().parse().unwrap()
-        };
-        (user.uid, user.gid) = (id("-u"), id("-g"));
         std::fs::create_dir_all(&user.xdg).unwrap();
         std::os::unix::fs::chown(&user.xdg, Some(user.uid), Some(user.gid)).unwrap();
         std::fs::set_permissions(&user.xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -118,25 +105,12 @@ impl User {
     }
 }
 
-impl Drop for User {
-    fn drop(&mut self) {
-        // Whatever the user still runs goes first (userdel refuses a user
-        // with processes).
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-u", &self.name])
-            .status();
-        let _ = Command::new("userdel").arg(&self.name).status();
-        for f in ["/etc/subuid", "/etc/subgid"] {
-            if let Ok(text) = std::fs::read_to_string(f) {
-                let kept: String = text
-                    .lines()
-                    .filter(|l| !l.starts_with(&format!("{}:", self.name)))
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                let _ = std::fs::write(f, kept);
-            }
-        }
-    }
+/// A map of the user's own id to 0 and of its subordinate ids to 1...
+fn sub_maps(own: u32) -> serde_json::Value {
+    json!([
+        {"containerID": 0, "hostID": own, "size": 1},
+        {"containerID": 1, "hostID": SUB_START, "size": SUB_COUNT}
+    ])
 }
 
 fn write(ctx: &Ctx, config: &serde_json::Value) {
@@ -237,14 +211,8 @@ fn rootless_spec_run_lifecycle_and_subordinate_ids() {
     let data = ctx.dir.join("data");
     std::fs::create_dir(&data).unwrap();
     std::os::unix::fs::chown(&data, Some(user.uid), Some(user.gid)).unwrap();
-    let maps = |own: u32| {
-        json!([
-            {"containerID": 0, "hostID": own, "size": 1},
-            {"containerID": 1, "hostID": SUB_START, "size": SUB_COUNT}
-        ])
-    };
-    config["linux"]["uidMappings"] = maps(user.uid);
-    config["linux"]["gidMappings"] = maps(user.gid);
+    config["linux"]["uidMappings"] = sub_maps(user.uid);
+    config["linux"]["gidMappings"] = sub_maps(user.gid);
     for set in ["bounding", "effective", "permitted"] {
         config["process"]["capabilities"][set] = json!(["CAP_CHOWN", "CAP_DAC_OVERRIDE"]);
     }
@@ -285,15 +253,11 @@ fn rootless_spec_run_lifecycle_and_subordinate_ids() {
     let out = user.capsa(&ctx.dir, &["run", "--bundle", bundle, "rl-bad"]);
     assert_fails_with(&out, "linux.uidMappings: newuidmap refused the mapping");
     assert!(user.state_entries().is_empty());
-    let left = Command::new("pgrep")
-        .args(["-u", &user.name])
-        .output()
-        .unwrap();
-    assert_eq!(stdout(&left), "", "processes left behind");
+    assert_eq!(user.processes(), "", "processes left behind");
 
     // Idmapped mounts: the kernel lets only a user privileged over the
     // source's filesystem make them; capsa refuses them up front.
-    config["linux"]["uidMappings"] = maps(user.uid);
+    config["linux"]["uidMappings"] = sub_maps(user.uid);
     let mounts = config["mounts"].as_array_mut().unwrap();
     mounts.push(json!({
         "destination": "/idmapped", "type": "bind", "source": data,
@@ -353,14 +317,8 @@ fn rootless_exec_status_terminal_and_user() {
     let user = User::create(&ctx.dir, "e");
     let mut config = user_bundle(&ctx, &user, false);
     // Root is the user, 1.. its subordinate ids: uid 1000 exists inside.
-    let maps = |own: u32| {
-        json!([
-            {"containerID": 0, "hostID": own, "size": 1},
-            {"containerID": 1, "hostID": SUB_START, "size": SUB_COUNT}
-        ])
-    };
-    config["linux"]["uidMappings"] = maps(user.uid);
-    config["linux"]["gidMappings"] = maps(user.gid);
+    config["linux"]["uidMappings"] = sub_maps(user.uid);
+    config["linux"]["gidMappings"] = sub_maps(user.gid);
     config["process"]["args"] = json!(["sleep", "1000"]);
     write(&ctx, &config);
     let bundle = ctx.bundle_str();
@@ -458,11 +416,7 @@ fn rootless_exec_status_terminal_and_user() {
     assert_ok(&user.capsa(&ctx.dir, &["delete", "--force", "rl-ex"]));
     assert!(user.state_entries().is_empty());
     wait_until("the user's processes to end", || {
-        let left = Command::new("pgrep")
-            .args(["-u", &user.name])
-            .output()
-            .unwrap();
-        stdout(&left).is_empty()
+        user.processes().is_empty()
     });
 }
 
