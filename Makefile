@@ -69,11 +69,14 @@ run: release bundle
 	$(CAPSA) --root /run/capsa run --bundle $(BUNDLE) capsa-demo-$$$$
 
 # The real clients the tests under integration/ drive (Debian's packages).
-CLIENTS := containerd ctr containerd-shim-runc-v2 podman conmon dockerd docker script
+# Rootless podman needs newuidmap/newgidmap (uidmap) and runs catatonit as
+# the process that keeps its user namespace.
+CLIENTS := containerd ctr containerd-shim-runc-v2 podman conmon dockerd docker script \
+           newuidmap newgidmap catatonit
 integration-deps:
 	@missing=0; for c in $(CLIENTS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
 	  [ $$missing = 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    containerd podman conmon docker.io bsdutils; }
+	    containerd podman conmon docker.io bsdutils uidmap catatonit; }
 
 fault-build:
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)

@@ -14,6 +14,8 @@
 //! ends, pass or fail.
 
 mod common;
+#[path = "../tests/common/users.rs"]
+mod users;
 
 use common::*;
 use std::path::{Path, PathBuf};
@@ -864,4 +866,465 @@ fn tmpfs_and_read_only_runs_get_tmpcopyup_tmpfs_mounts() {
         mounts_under(&p.dir.path)
     );
     p.assert_host_untouched();
+}
+
+// ---------------------------------------------------------------------
+// Rootless podman: an ordinary user (made by the test, with subordinate
+// ids) runs podman, which runs conmon and the runtime as uid 0 of its own
+// user namespace. Storage is vfs (no fuse-overlayfs), --network none (no
+// slirp4netns), cgroupfs: on this host's cgroup v1 no hierarchy is
+// delegated, so containers run without cgroups of their own.
+// ---------------------------------------------------------------------
+
+/// A user with subordinate ids and a private rootless podman; on drop the
+/// user's processes (conmons, podman's pause process, containers), the
+/// user, its subordinate ids and its storage are removed.
+struct RootlessPodman {
+    // Dropped in this order: the user (and its processes), then the
+    // storage.
+    user: users::TestUser,
+    dir: Scratch,
+}
+
+impl std::ops::Deref for RootlessPodman {
+    type Target = users::TestUser;
+    fn deref(&self) -> &users::TestUser {
+        &self.user
+    }
+}
+
+/// The range given to the user in /etc/subuid and /etc/subgid (besides
+/// whatever useradd adds by itself).
+const RL_SUB_START: u32 = 600000;
+
+impl RootlessPodman {
+    fn new() -> RootlessPodman {
+        require("podman");
+        require("conmon");
+        require("newuidmap");
+        require("setpriv");
+        let dir = Scratch::new("capsa-it-pmrl");
+        // One user per test (tests run in parallel), named uniquely.
+        let user = users::TestUser::create(&unique("capsapm"), RL_SUB_START, 65536);
+        let p = RootlessPodman { user, dir };
+        let d = |s: &str| p.path(s);
+        for sub in [
+            "root", "runroot", "tmp", "networks", "imgtmp", "home", "xdg",
+        ] {
+            std::fs::create_dir_all(p.dir.join(sub)).unwrap();
+        }
+        let nofile = hard_limit(nix::sys::resource::Resource::RLIMIT_NOFILE).min(4096);
+        let nproc = hard_limit(nix::sys::resource::Resource::RLIMIT_NPROC).min(4096);
+        let rt = runtime_name();
+        let conf = format!(
+            r#"[containers]
+default_capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL",
+  "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"]
+default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
+netns = "none"
+
+[network]
+network_backend = "cni"
+network_config_dir = "{networks}"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{events}"
+lock_type = "file"
+tmp_dir = "{tmp}"
+static_dir = "{static_dir}"
+volume_path = "{volumes}"
+image_copy_tmp_dir = "{imgtmp}"
+runtime_supports_json = ["{rt}"]
+"#,
+            networks = d("networks"),
+            events = d("events.log"),
+            tmp = d("tmp"),
+            static_dir = d("root/libpod"),
+            volumes = d("root/volumes"),
+            imgtmp = d("imgtmp"),
+        );
+        std::fs::write(p.dir.join("containers.conf"), conf).unwrap();
+        std::fs::write(
+            p.dir.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                d("root"),
+                d("runroot")
+            ),
+        )
+        .unwrap();
+        std::fs::copy(busybox_image(), p.dir.join("image.tar")).unwrap();
+        let owner = format!("{}:{}", p.uid, p.gid);
+        let st = Command::new("chown")
+            .args(["-R", &owner, &p.path("")])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p.dir.join("xdg"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let text = ok(p.podman(&["load", "-i", &p.path("image.tar")]));
+        assert!(text.contains("busybox:capsa"), "{text}");
+        p
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.dir.join(p).display().to_string()
+    }
+
+    /// `setpriv` to the user with a clean environment, then podman with
+    /// private roots, cgroupfs, file events, vfs and the runtime under test.
+    fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            format!("--reuid={}", self.uid),
+            format!("--regid={}", self.gid),
+            "--clear-groups".into(),
+            "env".into(),
+            "-i".into(),
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            format!("HOME={}", self.path("home")),
+            format!("XDG_RUNTIME_DIR={}", self.path("xdg")),
+            format!("USER={}", self.name),
+            format!("CONTAINERS_CONF={}", self.path("containers.conf")),
+            format!("CONTAINERS_STORAGE_CONF={}", self.path("storage.conf")),
+            "podman".into(),
+            "--root".into(),
+            self.path("root"),
+            "--runroot".into(),
+            self.path("runroot"),
+            "--storage-driver".into(),
+            "vfs".into(),
+            "--runtime".into(),
+            runtime().display().to_string(),
+            "--cgroup-manager".into(),
+            "cgroupfs".into(),
+            "--events-backend".into(),
+            "file".into(),
+        ];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn podman(&self, args: &[&str]) -> Output {
+        let all = self.argv(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_limited(120, "setpriv", &all)
+    }
+
+    /// podman with its stdout and stderr in files: for commands that
+    /// leave a process behind holding them.
+    fn podman_detached(&self, args: &[&str]) -> Output {
+        let all = self.argv(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (out, err) = (self.dir.join("detached.out"), self.dir.join("detached.err"));
+        let status = command_limited(120, "setpriv", &all)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .expect("run podman");
+        Output {
+            status,
+            stdout: std::fs::read(&out).unwrap_or_default(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        }
+    }
+
+    /// `podman run --network none [extra] IMAGE cmd...`.
+    fn run(&self, extra: &[&str], cmd: &[&str]) -> Output {
+        let mut a = vec!["run", "--network", "none"];
+        a.extend_from_slice(extra);
+        a.push(IMAGE);
+        a.extend_from_slice(cmd);
+        self.podman(&a)
+    }
+
+    fn inspect(&self, id: &str, format: &str) -> String {
+        ok(self.podman(&["inspect", "--format", format, id]))
+            .trim()
+            .to_string()
+    }
+
+    /// The runtime's state directory for a container: under the user's
+    /// XDG_RUNTIME_DIR, where both runc and capsa keep it rootless.
+    fn runtime_state(&self, id: &str) -> PathBuf {
+        self.dir.join("xdg").join(runtime_name()).join(id)
+    }
+
+    /// The host id that an id of the containers maps to, from podman's
+    /// user namespace as a container sees it (/proc/self/uid_map, gid_map).
+    fn host_id(map: &str, uid: u32) -> u32 {
+        for l in map.lines() {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if let [inner, outer, count] = f[..]
+                && (inner..inner + count).contains(&uid)
+            {
+                return outer + (uid - inner);
+            }
+        }
+        panic!("id {uid} is not in the map:\n{map}");
+    }
+
+    #[track_caller]
+    fn assert_gone(&self, id: &str) {
+        let ids = stdout(&self.podman(&["ps", "-aq", "--no-trunc"]));
+        assert!(!ids.contains(id), "{id} still listed");
+        assert!(
+            !self.runtime_state(id).exists(),
+            "the runtime still has state for {id}"
+        );
+        wait_for(10, &format!("conmon and cleanup of {id} to end"), || {
+            pids_with_cmdline(id).is_empty().then_some(())
+        });
+    }
+}
+
+impl Drop for RootlessPodman {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("podman ps -a:\n{}", stdout(&self.podman(&["ps", "-a"])));
+        }
+        let _ = self.podman(&["rm", "--all", "--force", "--time", "0"]);
+        // Then the user goes with what it still runs (conmons, the pause
+        // process that holds podman's user namespace, containers), then
+        // its storage (files of subordinate ids) with the Scratch.
+    }
+}
+
+#[test]
+fn rootless_run_exec_user_volume_keep_id_caps_stop_and_rm() {
+    let p = RootlessPodman::new();
+    // run --rm: output and exit status; uid 0 inside is the user outside.
+    let out = p.run(
+        &["--rm"],
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; \
+             echo err >&2; exit 7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "err\n");
+    let text = stdout(&out);
+    let (first, maps) = text.split_once('\n').unwrap();
+    let (uid_map, gid_map) = maps.split_once("--\n").unwrap();
+    assert_eq!(first, "0", "{text}");
+    assert_eq!(RootlessPodman::host_id(uid_map, 0), p.uid, "{text}");
+    assert_eq!(RootlessPodman::host_id(gid_map, 0), p.gid, "{text}");
+    let out = p.run(&["--rm"], &["no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+
+    // run -d, exec (status, joined namespaces), exec -t.
+    let id = ok(p.run(&["-d"], &["sleep", "1000"])).trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(p.inspect(&id, "{{.State.Status}}"), "running");
+    assert!(
+        p.runtime_state(&id).is_dir(),
+        "no state under XDG_RUNTIME_DIR"
+    );
+    let pid: i32 = p.inspect(&id, "{{.State.Pid}}").parse().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uids.split_whitespace().nth(1),
+        Some(p.uid.to_string().as_str()),
+        "the init runs as the user on the host: {uids}"
+    );
+    let out = p.podman(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "tr '\\0' ' ' </proc/1/cmdline; echo; \
+         for n in mnt uts ipc pid; do \
+           [ $(readlink /proc/self/ns/$n) = $(readlink /proc/1/ns/$n) ] && echo same-$n; \
+         done; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "sleep 1000 \nsame-mnt\nsame-uts\nsame-ipc\nsame-pid\n"
+    );
+    let argv = p.argv(&[
+        "exec",
+        "-t",
+        &id,
+        "sh",
+        "-c",
+        "tty; [ -t 1 ] && echo out-is-tty; exit 5",
+    ]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = run_in_pty(60, 24, 80, "setpriv", &argv);
+    assert_eq!(out.code, Some(5), "{}", out.text);
+    assert!(out.text.contains("/dev/pts/"), "{}", out.text);
+    assert!(out.text.contains("out-is-tty"), "{}", out.text);
+
+    // rm -f of a running container: nothing of it is left.
+    ok(p.podman(&["rm", "-f", "-t", "0", &id]));
+    p.assert_gone(&id);
+
+    // --user 1000:1000 with a volume: the files carry the ids that 0 and
+    // 1000 of the container map to on the host.
+    let vol = p.dir.join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mount = format!("{}:/vol", vol.display());
+    let out = ok(p.run(
+        &["--rm", "--user", "1000:1000", "-v", &mount],
+        &["sh", "-c", "id -u; id -g; touch /vol/by-1000"],
+    ));
+    assert_eq!(out, "1000\n1000\n");
+    ok(p.run(&["--rm", "-v", &mount], &["touch", "/vol/by-root"]));
+    let owner = |f: &str| {
+        let m = std::fs::metadata(vol.join(f)).unwrap();
+        (m.uid(), m.gid())
+    };
+    let mapped = (
+        RootlessPodman::host_id(uid_map, 1000),
+        RootlessPodman::host_id(gid_map, 1000),
+    );
+    assert_ne!(mapped, (1000, 1000));
+    assert_eq!(owner("by-1000"), mapped);
+    assert_eq!(owner("by-root"), (p.uid, p.gid));
+
+    // --userns=keep-id: the user's own uid inside, and on the volume.
+    let out = ok(p.run(
+        &["--rm", "--userns=keep-id", "-v", &mount],
+        &["sh", "-c", "id -u; touch /vol/by-keep-id"],
+    ));
+    assert_eq!(out, format!("{}\n", p.uid));
+    assert_eq!(owner("by-keep-id").0, p.uid);
+    // exec into it: the runtime joins the container's own user namespace
+    // (nested in podman's) before its PID namespace.
+    let id = ok(p.run(&["-d", "--userns=keep-id"], &["sleep", "1000"]))
+        .trim()
+        .to_string();
+    let out = p.podman(&["exec", &id, "sh", "-c", "id -u; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", p.uid));
+    ok(p.podman(&["rm", "-f", "-t", "0", &id]));
+    p.assert_gone(&id);
+
+    // --cap-drop all and no-new-privileges reach the process.
+    let out = ok(p.run(
+        &[
+            "--rm",
+            "--cap-drop",
+            "all",
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        &[
+            "grep",
+            "-E",
+            "^(CapEff|CapBnd|NoNewPrivs)",
+            "/proc/self/status",
+        ],
+    ));
+    let vals: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(vals, ["0000000000000000", "0000000000000000", "1"], "{out}");
+
+    // stop: SIGTERM reaches the init, whose trap ends it with 42.
+    let id = ok(p.run(
+        &["-d"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
+    ))
+    .trim()
+    .to_string();
+    wait_for(10, "the trap to be set", || {
+        stdout(&p.podman(&["logs", &id]))
+            .contains("ready")
+            .then_some(())
+    });
+    ok(p.podman(&["stop", "-t", "20", &id]));
+    assert_eq!(p.inspect(&id, "{{.State.ExitCode}}"), "42");
+    ok(p.podman(&["rm", &id]));
+    p.assert_gone(&id);
+
+    // The runtime by hand under `podman unshare` (uid 0 of podman's user
+    // namespace, the user's subordinate ids mapped): it takes the rootless
+    // defaults (state under XDG_RUNTIME_DIR) by itself; run, exec, delete.
+    let bundle = p.dir.join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    // (busybox_image() built it.)
+    let rootfs = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/busybox/rootfs");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&rootfs)
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let owner = format!("{}:{}", p.uid, p.gid);
+    let st = Command::new("chown")
+        .args(["-R", &owner])
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rt = runtime().display().to_string();
+    let b = bundle.display().to_string();
+    ok(p.podman(&["unshare", &rt, "spec", "--rootless", "--bundle", &b]));
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let id = unique("unshare");
+    // The container keeps the stdio it is given: files, not our pipes.
+    ok(p.podman_detached(&["unshare", &rt, "run", "-d", "--bundle", &b, &id]));
+    assert!(
+        p.runtime_state(&id).is_dir(),
+        "no state under XDG_RUNTIME_DIR"
+    );
+    let out = p.podman(&["unshare", &rt, "exec", &id, "sh", "-c", "id -u; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "0\n");
+    ok(p.podman(&["unshare", &rt, "delete", "--force", &id]));
+    assert!(!p.runtime_state(&id).exists());
+}
+
+/// `--read-only` and `--tmpfs`: podman asks for tmpfs mounts with the
+/// `tmpcopyup` option (the image's contents copied onto the tmpfs).
+#[test]
+fn rootless_read_only_and_tmpfs() {
+    let p = RootlessPodman::new();
+    let out = p.run(
+        &["--rm", "--read-only"],
+        &[
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null && echo root-writable; touch /tmp/y && echo tmp-ok",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "tmp-ok\n");
+    let out = p.run(
+        &["--rm", "--tmpfs", "/data:size=1m"],
+        &[
+            "sh",
+            "-c",
+            "grep ' /data ' /proc/self/mounts; touch /data/z && echo ok",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("tmpfs /data tmpfs "), "{text}");
+    assert!(text.contains("size=1024k"), "{text}");
+    assert!(text.ends_with("ok\n"), "{text}");
 }

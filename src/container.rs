@@ -91,6 +91,8 @@ pub struct RunOptions {
     pub systemd_cgroup: bool,
     /// `--pidfd-socket`: receives a pidfd of the init.
     pub pidfd_socket: Option<PathBuf>,
+    /// `--cgroup-manager disabled`: no cgroup of the container's own.
+    pub no_cgroup: bool,
 }
 
 /// How `exec` builds its process: from a process.json, or from the
@@ -201,6 +203,7 @@ impl Runtime {
             relay_tty,
             sigmask,
             systemd_cgroup: o.systemd_cgroup,
+            no_cgroup: o.no_cgroup,
         };
         let created = process::create(&bundle, &locked, &opts, &mut st).and_then(|c| {
             // Connected only now, so that the init does not inherit the
@@ -506,12 +509,29 @@ impl Runtime {
     pub fn list(&self) -> Result<Vec<(State, Status)>> {
         let mut out = Vec::new();
         for id in self.store.ids()? {
-            if let Ok(st) = self.store.load(&id) {
+            if let Ok(mut st) = self.store.load(&id) {
                 let s = self.status(&st);
+                if st.owner.is_empty() {
+                    st.owner = self.owner(&id);
+                }
                 out.push((st, s));
             }
         }
         Ok(out)
+    }
+
+    /// Who owns a container, as `list` shows it: the owner of its state
+    /// directory, by name (`#UID` when it has none).
+    fn owner(&self, id: &str) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::symlink_metadata(self.store.dir(id)) else {
+            return String::new();
+        };
+        let uid = nix::unistd::Uid::from_raw(meta.uid());
+        match nix::unistd::User::from_uid(uid) {
+            Ok(Some(u)) => u.name,
+            _ => format!("#{uid}"),
+        }
     }
 
     /// `run`: create and start in one process; in the foreground wait for

@@ -19,6 +19,7 @@ pub mod notify;
 pub mod pidfd_socket;
 pub mod process;
 pub mod rootfs;
+pub mod rootless;
 pub mod sealed_exe;
 pub mod seccomp;
 pub mod signals;

@@ -36,6 +36,11 @@ struct Cli {
     /// still managed through cgroupfs)
     #[arg(long, global = true)]
     systemd_cgroup: bool,
+    /// How the container's cgroups are managed: cgroupfs (the default),
+    /// systemd (as --systemd-cgroup) or disabled (no cgroup of its own;
+    /// podman's --cgroups=disabled)
+    #[arg(long, global = true, value_enum, value_name = "MANAGER")]
+    cgroup_manager: Option<CgroupManager>,
     /// Rootless mode: true, false or auto (before the subcommand)
     #[arg(long, value_name = "true|false|auto")]
     rootless: Option<String>,
@@ -47,6 +52,13 @@ struct Cli {
     version: bool,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    Disabled,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -455,6 +467,7 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "log-format",
         "debug",
         "systemd-cgroup",
+        "cgroup-manager",
         "rootless",
         "criu",
         "bundle",
@@ -512,6 +525,7 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "root",
         "log",
         "log-format",
+        "cgroup-manager",
         "rootless",
         "criu",
         "bundle",
@@ -702,7 +716,11 @@ fn main() {
         logging::error(&e.to_string());
         std::process::exit(1);
     }
-    let _ = (&cli.criu, &cli.rootless);
+    let _ = &cli.criu;
+    if let Err(e) = capsa::rootless::set_mode(cli.rootless.as_deref()) {
+        logging::error(&e.to_string());
+        std::process::exit(1);
+    }
     if cli.version {
         print!("{}", capsa::version_text());
         return;
@@ -712,7 +730,11 @@ fn main() {
         std::process::exit(1);
     };
     let rt = Runtime::new(cli.root.unwrap_or_else(capsa::state::default_root));
-    match dispatch(&rt, command, cli.systemd_cgroup) {
+    let cgroups = Cgroups {
+        systemd: cli.systemd_cgroup || cli.cgroup_manager == Some(CgroupManager::Systemd),
+        disabled: cli.cgroup_manager == Some(CgroupManager::Disabled),
+    };
+    match dispatch(&rt, command, cgroups) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             logging::error(&e.to_string());
@@ -721,7 +743,14 @@ fn main() {
     }
 }
 
-fn run_options(c: &CreateArgs, systemd_cgroup: bool) -> capsa::Result<RunOptions> {
+/// What `--systemd-cgroup` and `--cgroup-manager` ask of create and run.
+#[derive(Clone, Copy)]
+struct Cgroups {
+    systemd: bool,
+    disabled: bool,
+}
+
+fn run_options(c: &CreateArgs, cgroups: Cgroups) -> capsa::Result<RunOptions> {
     Ok(RunOptions {
         bundle: bundle_dir(c.bundle.as_deref()),
         pid_file: c.pid_file.clone(),
@@ -729,15 +758,16 @@ fn run_options(c: &CreateArgs, systemd_cgroup: bool) -> capsa::Result<RunOptions
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
-        systemd_cgroup,
+        systemd_cgroup: cgroups.systemd,
+        no_cgroup: cgroups.disabled,
         pidfd_socket: c.pidfd_socket.clone(),
     })
 }
 
-fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Result<i32> {
+fn dispatch(rt: &Runtime, command: Command, cgroups: Cgroups) -> capsa::Result<i32> {
     match command {
         Command::Create(c) => {
-            let o = run_options(&c, systemd_cgroup)?;
+            let o = run_options(&c, cgroups)?;
             let mask = nix::sys::signal::SigSet::thread_get_mask()
                 .unwrap_or_else(|_| nix::sys::signal::SigSet::empty());
             rt.create(&c.id, &o, mask, false)?;
@@ -749,7 +779,7 @@ fn dispatch(rt: &Runtime, command: Command, systemd_cgroup: bool) -> capsa::Resu
             keep,
             no_subreaper: _,
         }) => {
-            let o = run_options(&create, systemd_cgroup)?;
+            let o = run_options(&create, cgroups)?;
             return rt.run(&create.id, &o, detach, keep);
         }
         Command::State(IdArg { id }) => {
@@ -926,26 +956,11 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
         }
         return Ok(());
     }
-    // The owner is the user owning the container's state directory (its
-    // name, or #UID when the user has none), as runc's list shows it.
-    let owner = |st: &capsa::state::State| -> String {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(m) = std::fs::metadata(rt.store.dir(&st.id)) else {
-            return String::new();
-        };
-        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid())) {
-            Ok(Some(u)) => u.name,
-            _ => format!("#{}", m.uid()),
-        }
-    };
     if format == ListFormat::Json {
         let v: Vec<serde_json::Value> = all
             .iter()
-            .map(|(st, s)| {
-                let mut v = rt.state_json(st, *s);
-                v["owner"] = owner(st).into();
-                v
-            })
+            // Runtime::list gives each the owner of its state directory.
+            .map(|(st, s)| rt.state_json(st, *s))
             .collect();
         println!("{}", serde_json::Value::Array(v));
         return Ok(());
@@ -964,7 +979,7 @@ fn list(rt: &Runtime, format: ListFormat, quiet: bool) -> capsa::Result<()> {
                 s.to_string(),
                 st.bundle.display().to_string(),
                 st.created.clone(),
-                owner(st),
+                st.owner.clone(),
             ]
         })
         .collect();

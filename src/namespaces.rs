@@ -27,6 +27,9 @@ pub struct Plan {
     /// the exit signal's), so the init unshares it; the process it execs
     /// is the first to enter it.
     pub new_timens: Option<String>,
+    /// The user namespace given by path was joined by capsa before the
+    /// clone (rootless: see join_user_first); the init is in it already.
+    pub user_joined: bool,
 }
 
 fn flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -168,6 +171,30 @@ fn run_map_helper(
     Ok(())
 }
 
+/// Rootless (crate::rootless), joins the user namespace among `fds`, if
+/// any, in this process, before any other: a caller without root on the
+/// host has no privilege over the container's other namespaces (they are
+/// owned by its user namespace) until it is in that user namespace.
+/// Returns whether it did (or was in it already); the process then does
+/// not join it again.
+/// Root keeps its own user namespace and joins the others directly.
+pub fn join_user_first(fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<bool> {
+    let Some((_, fd)) = fds.iter().find(|(t, _)| *t == LinuxNamespaceType::User) else {
+        return Ok(false);
+    };
+    if !crate::rootless::is_rootless() {
+        return Ok(false);
+    }
+    // Already in it (the kernel refuses to join one's own user namespace).
+    let id = |s: nix::sys::stat::FileStat| (s.st_dev, s.st_ino);
+    let theirs = nix::sys::stat::fstat(fd).ctx(|| "stat the container's user namespace")?;
+    if nix::sys::stat::stat("/proc/self/ns/user").is_ok_and(|own| id(own) == id(theirs)) {
+        return Ok(true);
+    }
+    setns(fd, CloneFlags::CLONE_NEWUSER).ctx(|| "join the container's user namespace")?;
+    Ok(true)
+}
+
 /// Switches to uid and gid 0 of the user namespace just entered, so the
 /// setup runs as the container's root.
 pub fn become_userns_root() -> Result<()> {
@@ -196,6 +223,7 @@ pub fn plan(spec: &Spec) -> Plan {
         join: Vec::new(),
         types: Vec::new(),
         new_timens: None,
+        user_joined: false,
     };
     for ns in configured(spec) {
         p.types.push(ns.typ());
@@ -264,7 +292,11 @@ impl Plan {
 
     /// In the parent, before the clone: a joined PID namespace only applies
     /// to children created afterwards.
-    pub fn join_pid(&self, fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<()> {
+    /// Rootless, the user namespace given by path is joined first, here:
+    /// the namespaces the clone creates then belong to it, and it grants
+    /// the privilege to join the others.
+    pub fn join_pid(&mut self, fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<()> {
+        self.user_joined = join_user_first(fds)?;
         for (t, fd) in fds {
             if *t == LinuxNamespaceType::Pid {
                 setns(fd, CloneFlags::CLONE_NEWPID).ctx(|| "join pid namespace")?;
@@ -277,7 +309,9 @@ impl Plan {
     /// namespace first), then create the cgroup one.
     pub fn join_rest(&self, fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<()> {
         for (t, fd) in fds {
-            if *t != LinuxNamespaceType::Pid {
+            if *t != LinuxNamespaceType::Pid
+                && !(self.user_joined && *t == LinuxNamespaceType::User)
+            {
                 setns(fd, flag(*t)).ctx(|| format!("join {} namespace", ns_name(*t)))?;
             }
             if *t == LinuxNamespaceType::User {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const STATE_FILE: &str = "state.json";
 /// Where a new state.json is written before it is renamed over the old.
@@ -344,15 +344,10 @@ pub fn exec_socket_exists(store: &Store, id: &str) -> bool {
     store.dir(id).join(EXEC_SOCKET).exists()
 }
 
-/// The directory of the state root to use when `--root` is not given.
+/// The directory of the state root to use when `--root` is not given
+/// (see crate::rootless).
 pub fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/capsa");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => Path::new(&d).join("capsa"),
-        _ => PathBuf::from(format!("/tmp/capsa-{}", nix::unistd::geteuid())),
-    }
+    crate::rootless::default_root()
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 fn cgroup_of(st: &State) -> Result<&Record> {
     st.cgroup.as_ref().ok_or_else(|| {
         Error::msg(format!(
-            "container {:?} has no cgroup on record (it was created by an older capsa)",
+            "container {:?} has no cgroup: it was created without one (rootless without a \
+             delegated cgroup, or --cgroup-manager disabled)",
             st.id
         ))
     })

@@ -2,6 +2,9 @@
 //! container's PID namespace for its children, clones once, and the child
 //! joins every other namespace of the init before it becomes the process
 //! (same finalize steps as the init: limits, user, capabilities, ...).
+//! Rootless, capsa joins the container's user namespace first (see
+//! namespaces::join_user_first): only there is it privileged over the
+//! PID namespace.
 
 use super::init;
 use super::sync::{self, Msg};
@@ -101,6 +104,7 @@ pub fn start(
         Some(rec) => Some(crate::cgroups::join::Join::open(rec)?),
         None => None,
     };
+    let user_first = crate::namespaces::join_user_first(&nss)?;
     for (t, fd) in &nss {
         if *t == LinuxNamespaceType::Pid {
             setns(fd, CloneFlags::CLONE_NEWPID).ctx(|| "join the container's pid namespace")?;
@@ -124,7 +128,10 @@ pub fn start(
             };
             let msg = match joined.and_then(|()| {
                 child_setup(
-                    &nss,
+                    Joins {
+                        nss: &nss,
+                        user_joined: user_first,
+                    },
                     process,
                     spec.linux().as_ref(),
                     console_child.as_ref(),
@@ -191,8 +198,16 @@ pub fn start(
     result
 }
 
+/// The container's namespaces the exec'd process joins; the user one may
+/// have been joined already, before the clone (rootless: see
+/// `namespaces::join_user_first`).
+struct Joins<'a> {
+    nss: &'a [(LinuxNamespaceType, OwnedFd)],
+    user_joined: bool,
+}
+
 fn child_setup(
-    nss: &[(LinuxNamespaceType, OwnedFd)],
+    Joins { nss, user_joined }: Joins<'_>,
     process: &Process,
     linux: Option<&oci_spec::runtime::Linux>,
     console: Option<&OwnedFd>,
@@ -202,8 +217,10 @@ fn child_setup(
 ) -> Result<init::Exec> {
     for (t, fd) in nss {
         if *t != LinuxNamespaceType::Pid {
-            setns(fd, CloneFlags::from_bits_truncate(*t as i32))
-                .ctx(|| format!("join the container's {} namespace", ns_name(*t)))?;
+            if !(user_joined && *t == LinuxNamespaceType::User) {
+                setns(fd, CloneFlags::from_bits_truncate(*t as i32))
+                    .ctx(|| format!("join the container's {} namespace", ns_name(*t)))?;
+            }
             if *t == LinuxNamespaceType::User {
                 crate::namespaces::become_userns_root()?;
             }

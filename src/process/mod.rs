@@ -38,6 +38,8 @@ pub struct CreateOptions {
     pub sigmask: SigSet,
     /// `--systemd-cgroup`: `linux.cgroupsPath` is `slice:prefix:name`.
     pub systemd_cgroup: bool,
+    /// `--cgroup-manager disabled`: the container gets no cgroup of its own.
+    pub no_cgroup: bool,
 }
 
 /// The exec socket is bound and connected through the state directory's
@@ -114,15 +116,29 @@ pub fn create(
     opts: &CreateOptions,
     st: &mut State,
 ) -> Result<Created> {
-    let plan = namespaces::plan(&bundle.spec);
-    let mut cgroup = cgroups::for_container(&bundle.spec, &opts.id, opts.systemd_cgroup)?;
-    st.cgroup = Some(cgroups::with_planned_dirs(cgroup.record()));
+    let mut plan = namespaces::plan(&bundle.spec);
+    let mut cgroup = if opts.no_cgroup {
+        without_cgroup(&bundle.spec)?;
+        None
+    } else {
+        Some(cgroups::for_container(
+            &bundle.spec,
+            &opts.id,
+            opts.systemd_cgroup,
+        )?)
+    };
+    st.cgroup = cgroup
+        .as_ref()
+        .map(|c| cgroups::with_planned_dirs(c.record()));
     locked.save(st)?;
     crate::fault::point("create:state");
     // The cgroups exist, with their limits, before the init does: it joins
     // them first thing (see cgroups::join). On failure from here on, the
     // caller removes them (the state records them as planned).
-    let join = prepare_cgroup(cgroup.as_mut())?;
+    let join = match cgroup.as_mut() {
+        Some(c) => prepare_cgroup(c.as_mut())?,
+        None => None,
+    };
     let joins = join.is_some();
     crate::fault::point("create:cgroups");
     crate::logging::phase("cgroups");
@@ -184,7 +200,10 @@ pub fn create(
     drop(ns_fds);
     drop(console_child);
     crate::logging::phase("clone");
-    let cg = joins.then(|| cgroup.record().clone());
+    let cg = cgroup
+        .as_ref()
+        .filter(|_| joins)
+        .map(|c| c.record().clone());
     // linux.netDevices move while the init waits for its first message.
     let mut netns = None;
     let result = crate::netdev::attach(&bundle.spec, pid.as_raw())
@@ -216,12 +235,46 @@ pub fn create(
         }
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
-        let _ = cgroups::destroy(cgroup.record());
+        if let Some(c) = &cgroup {
+            let _ = cgroups::destroy(c.record());
+        }
     }
     result.map(|mut c| {
         c.netns = netns;
         c
     })
+}
+
+/// `--cgroup-manager disabled`: the container runs in the caller's cgroups.
+/// Limits in `linux.resources` could not be applied, so they are refused;
+/// device rules are not enforced (the container has the device nodes the
+/// config gives it, as rootless).
+fn without_cgroup(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    if let Some(k) = resources.and_then(first_limit) {
+        crate::bail!(
+            "config.json: linux.resources.{k}: cannot be applied with --cgroup-manager \
+             disabled (the container gets no cgroup)"
+        );
+    }
+    crate::logging::debug("cgroup manager disabled: the container has no cgroup of its own");
+    Ok(())
+}
+
+/// The first field of `r` that asks for a limit (device rules aside):
+/// only a cgroup could apply it.
+fn first_limit(r: &oci_spec::runtime::LinuxResources) -> Option<String> {
+    let v = serde_json::to_value(r).unwrap_or_default();
+    let empty = |x: &serde_json::Value| match x {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(o) => o.values().all(|v| v.is_null()),
+        serde_json::Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    v.as_object()?
+        .iter()
+        .find(|(k, x)| *k != "devices" && !empty(x))
+        .map(|(k, _)| k.clone())
 }
 
 /// The cgroup setup of `create`: directories and limits, and the files the
@@ -233,11 +286,11 @@ pub fn create(
 fn prepare_cgroup(m: &mut dyn cgroups::Manager) -> Result<Option<cgroups::join::Join>> {
     match cgroups::prepare(m) {
         Ok(j) => Ok(Some(j)),
-        Err(e) if !nix::unistd::geteuid().is_root() => {
+        Err(e) if crate::rootless::is_rootless() => {
             let _ = cgroups::destroy(m.record());
-            if m.record().resources.is_some() {
+            if let Some(k) = m.record().resources.as_ref().and_then(first_limit) {
                 crate::logging::warn(&format!(
-                    "rootless: cgroups: {e}; linux.resources are not applied"
+                    "rootless: cgroups: {e}; linux.resources ({k}...) are not applied"
                 ));
             } else {
                 crate::logging::debug(&format!(

@@ -99,7 +99,7 @@ pub fn validate(spec: &Spec, userns: bool) -> Result<()> {
             }
             None => {}
         }
-        if !nix::unistd::geteuid().is_root() {
+        if !nix::unistd::geteuid().is_root() || !crate::rootless::in_initial_userns() {
             return Err(field_err(
                 &field,
                 "idmapped mounts need capsa to run as root (the kernel lets only a user \
