@@ -663,8 +663,10 @@ pub fn exec_process(
             None => (u.as_str(), None),
         };
         let num = |s: &str, what: &str| {
-            s.parse::<u32>()
-                .map_err(|_| Error::msg(format!("--user {u:?}: {what} must be numeric")))
+            let n = s
+                .parse::<u32>()
+                .map_err(|_| Error::msg(format!("--user {u:?}: {what} must be numeric")))?;
+            crate::spec::check_id(&format!("--user {u:?}: {what}"), n).map(|()| n)
         };
         let mut user = p.user().clone();
         user.set_uid(num(uid, "uid")?);
@@ -674,6 +676,9 @@ pub fn exec_process(
         p.set_user(user);
     }
     if !req.additional_gids.is_empty() {
+        for g in &req.additional_gids {
+            crate::spec::check_id("--additional-gids", *g)?;
+        }
         let mut user = p.user().clone();
         user.set_additional_gids(Some(req.additional_gids.clone()));
         p.set_user(user);
@@ -728,6 +733,7 @@ pub fn parse_process(data: &[u8], file: &Path) -> Result<oci_spec::runtime::Proc
             file.display()
         );
     }
+    crate::spec::check_user(p.user(), &format!("--process {}: user", file.display()))?;
     Ok(p)
 }
 

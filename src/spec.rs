@@ -91,6 +91,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .as_ref()
         .ok_or_else(|| field_err("process", "missing (a container needs a process to run)"))?;
     check_lsm(spec)?;
+    check_user(process.user(), &format!("{CONFIG}: process.user"))?;
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(field_err("process.args", "must name a program to run")),
@@ -171,6 +172,19 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 || m.options()
                     .as_ref()
                     .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+            for o in m.options().iter().flatten() {
+                if let Some((key, n)) = o.split_once('=')
+                    && matches!(key, "uid" | "gid")
+                {
+                    let ok = n.parse::<u32>().is_ok_and(|n| n <= MAX_ID);
+                    if !ok {
+                        return Err(field_err(
+                            format!("mounts[{i}].options"),
+                            format!("{o:?}: {key} must be a number from 0 to {MAX_ID}"),
+                        ));
+                    }
+                }
+            }
             if is_bind {
                 continue;
             }
@@ -287,12 +301,40 @@ fn check_id_mappings(spec: &Spec, userns: bool) -> Result<()> {
     Ok(())
 }
 
+/// The highest uid or gid capsa accepts (runc's bound): above it lie ids
+/// the kernel treats specially, such as 4294967295, which as (uid_t)-1
+/// means "leave unchanged" to setresuid and would keep the container
+/// process root.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// Checks one uid or gid; `what` names it in the error ("--user
+/// \"x\": uid", "config.json: process.user.uid").
+pub fn check_id(what: &str, id: u32) -> Result<()> {
+    if id > MAX_ID {
+        return Err(Error::msg(format!(
+            "{what}: {id} is out of range (ids are 0 to {MAX_ID})"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the ids of a process's user; `field` names it in errors (such
+/// as `config.json: process.user`).
+pub fn check_user(user: &oci_spec::runtime::User, field: &str) -> Result<()> {
+    check_id(&format!("{field}.uid"), user.uid())?;
+    check_id(&format!("{field}.gid"), user.gid())?;
+    for (i, g) in user.additional_gids().iter().flatten().enumerate() {
+        check_id(&format!("{field}.additionalGids[{i}]"), *g)?;
+    }
+    Ok(())
+}
+
 /// The most ranges a uid_map or gid_map takes (Linux 4.15 and later).
 pub const MAX_ID_RANGES: usize = 340;
 
 /// One list of id mappings (`linux.uidMappings`, `mounts[3].gidMappings`,
-/// ...): at most [`MAX_ID_RANGES`] ranges, none empty, none past the
-/// 32-bit ids, none overlapping another on either side.
+/// ...): at most [`MAX_ID_RANGES`] ranges, none empty, none past
+/// [`MAX_ID`], none overlapping another on either side.
 pub fn check_map_list(field: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
     if maps.len() > MAX_ID_RANGES {
         return Err(field_err(
@@ -308,10 +350,10 @@ pub fn check_map_list(field: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -
             return Err(field_err(format!("{field}[{i}].size"), "must not be 0"));
         }
         let end = |start: u32| start as u64 + m.size() as u64;
-        if end(m.container_id()) > u32::MAX as u64 + 1 || end(m.host_id()) > u32::MAX as u64 + 1 {
+        if end(m.container_id()) > MAX_ID as u64 + 1 || end(m.host_id()) > MAX_ID as u64 + 1 {
             return Err(field_err(
                 format!("{field}[{i}]"),
-                "range overflows 32-bit ids",
+                format!("range goes past id {MAX_ID}"),
             ));
         }
         for (j, o) in maps.iter().enumerate().take(i) {
