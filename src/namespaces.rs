@@ -245,6 +245,12 @@ impl Plan {
         self.types.contains(&t)
     }
 
+    /// Whether the container gets a new namespace of type `t` (one it
+    /// has, not joined by a path).
+    pub fn creates(&self, t: LinuxNamespaceType) -> bool {
+        self.has(t) && !self.join.iter().any(|(j, _)| *j == t)
+    }
+
     /// Opens every namespace to join and checks its type.
     pub fn open(&self) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
         let mut out = Vec::new();

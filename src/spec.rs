@@ -121,6 +121,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     }
     let linux = spec.linux().as_ref();
     let mut ns_types = HashSet::new();
+    // Namespaces joined by a path that are the runtime's own (such as
+    // /proc/self/ns/net or /proc/1/ns/net): what is set in them is set on
+    // the host.
+    let mut runtimes_own = HashSet::new();
     if let Some(nss) = linux.and_then(|l| l.namespaces().as_ref()) {
         for (i, ns) in nss.iter().enumerate() {
             let field = format!("linux.namespaces[{i}]");
@@ -143,26 +147,32 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                         format!("{} is not absolute", p.display()),
                     ));
                 }
-                std::fs::metadata(p)
+                let m = std::fs::metadata(p)
                     .ctx(|| format!("{CONFIG}: {field}.path: stat {}", p.display()))?;
+                if is_runtimes_own(ns.typ(), &m) {
+                    runtimes_own.insert(ns.typ());
+                }
             }
         }
     }
     let has = |t: LinuxNamespaceType| ns_types.contains(&t);
+    // Has a namespace of this type that is not the runtime's own.
+    let owns = |t: LinuxNamespaceType| has(t) && !runtimes_own.contains(&t);
+    check_mount_namespace(spec)?;
     check_id_mappings(spec, has(LinuxNamespaceType::User))?;
     crate::rootfs::idmap::validate(spec, has(LinuxNamespaceType::User))?;
     check_time_offsets(spec)?;
-    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !owns(LinuxNamespaceType::Uts) {
         return Err(field_err(
             "hostname",
-            "setting the hostname needs a private UTS namespace",
+            uts_why(has(LinuxNamespaceType::Uts), "hostname"),
         ));
     }
-    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !owns(LinuxNamespaceType::Uts)
     {
         return Err(field_err(
             "domainname",
-            "setting the domainname needs a private UTS namespace",
+            uts_why(has(LinuxNamespaceType::Uts), "domainname"),
         ));
     }
     if let Some(mounts) = spec.mounts() {
@@ -209,6 +219,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         if let Some(sysctl) = l.sysctl() {
             for key in sysctl.keys() {
                 check_sysctl(key, &has)
+                    .and_then(|()| check_sysctl_owner(key, &owns))
                     .map_err(|m| field_err(format!("linux.sysctl[{key:?}]"), m))?;
             }
         }
@@ -426,6 +437,107 @@ fn check_time_offsets(spec: &Spec) -> Result<()> {
                 "must be below 1000000000",
             ));
         }
+    }
+    Ok(())
+}
+
+fn uts_why(joined: bool, what: &str) -> String {
+    if joined {
+        format!(
+            "the UTS namespace joined is the runtime's own (the host's): setting the {what} \
+             would change the host's"
+        )
+    } else {
+        format!("setting the {what} needs a private UTS namespace")
+    }
+}
+
+/// Whether the namespace file whose metadata is `m` is the namespace of
+/// type `t` this process is in.
+fn is_runtimes_own(t: LinuxNamespaceType, m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = format!("/proc/self/ns/{}", crate::namespaces::proc_name(t));
+    std::fs::metadata(own).is_ok_and(|o| o.dev() == m.dev() && o.ino() == m.ino())
+}
+
+/// After [`check_sysctl`] (the namespace exists): the namespace that
+/// scopes `key` must not be the runtime's own, joined by a path.
+fn check_sysctl_owner(
+    key: &str,
+    owns: &dyn Fn(LinuxNamespaceType) -> bool,
+) -> std::result::Result<(), String> {
+    let (t, name) = if key.starts_with("net.") {
+        (LinuxNamespaceType::Network, "network")
+    } else if key.starts_with("kernel.") && !key.ends_with("name") || key.starts_with("fs.mqueue.")
+    {
+        (LinuxNamespaceType::Ipc, "IPC")
+    } else {
+        (LinuxNamespaceType::Uts, "UTS")
+    };
+    if owns(t) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {name} namespace joined is the runtime's own (the host's): \
+             setting it would change the host"
+        ))
+    }
+}
+
+/// What needs a mount namespace capsa creates: the rootfs set-up
+/// (mounts, devices, sysctls written through the container's /proc, masked
+/// and read-only paths, a read-only root, the root's propagation). Without
+/// a mount namespace it would be skipped; in a joined one (not capsa's)
+/// it would change whoever owns it, the host's when that is the
+/// caller's. Either way it is refused. A joined mount namespace gets only
+/// a chroot into the rootfs, as with none.
+fn check_mount_namespace(spec: &Spec) -> Result<()> {
+    let mntns = crate::namespaces::configured(spec).find(|n| n.typ() == LinuxNamespaceType::Mount);
+    let joined = match mntns {
+        Some(n) if n.path().is_none() => return Ok(()),
+        Some(_) => true,
+        None => false,
+    };
+    let why = if joined {
+        "needs a mount namespace capsa creates (the one in linux.namespaces is joined by a path: \
+         capsa sets up no rootfs in a namespace it does not own)"
+    } else {
+        "needs a private mount namespace (a \"mount\" entry in linux.namespaces)"
+    };
+    let linux = spec.linux().as_ref();
+    let nonempty = |v: Option<&Vec<String>>| v.is_some_and(|v| !v.is_empty());
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        return Err(field_err("root.readonly", why));
+    }
+    if nonempty(linux.and_then(|l| l.masked_paths().as_ref())) {
+        return Err(field_err("linux.maskedPaths", why));
+    }
+    if nonempty(linux.and_then(|l| l.readonly_paths().as_ref())) {
+        return Err(field_err("linux.readonlyPaths", why));
+    }
+    if linux
+        .and_then(|l| l.devices().as_ref())
+        .is_some_and(|d| !d.is_empty())
+    {
+        return Err(field_err("linux.devices", why));
+    }
+    if linux
+        .and_then(|l| l.sysctl().as_ref())
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(field_err(
+            "linux.sysctl",
+            format!("{why}; capsa writes sysctls through the container's /proc"),
+        ));
+    }
+    if linux
+        .and_then(|l| l.rootfs_propagation().as_ref())
+        .is_some()
+    {
+        return Err(field_err("linux.rootfsPropagation", why));
+    }
+    if joined && spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(field_err("mounts", why));
     }
     Ok(())
 }

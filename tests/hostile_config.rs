@@ -152,3 +152,241 @@ fn ids_the_kernel_treats_specially_are_refused() {
     assert_eq!(stdout(&out), "");
     assert_ok(&ctx.capsa(&["delete", "--force", &id]));
 }
+
+/// A process of ours holding new namespaces (`unshare FLAGS sleep`),
+/// killed when dropped.
+struct NsHolder(std::process::Child);
+
+impl NsHolder {
+    fn new(flag: &str, ns: &str) -> NsHolder {
+        let child = std::process::Command::new("unshare")
+            .args([flag, "sleep", "1000000"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("run unshare");
+        let h = NsHolder(child);
+        let own = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        for _ in 0..500 {
+            if std::fs::read_link(h.ns(ns)).is_ok_and(|l| l != own) {
+                return h;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("unshare {flag} made no new {ns} namespace");
+    }
+
+    fn ns(&self, ns: &str) -> String {
+        format!("/proc/{}/ns/{ns}", self.0.id())
+    }
+
+    fn mountinfo(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", self.0.id())).unwrap()
+    }
+}
+
+impl Drop for NsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn set_namespace(c: &mut Value, typ: &str, path: Option<&str>) {
+    let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+    list.retain(|n| n["type"] != typ);
+    if let Some(p) = path {
+        list.push(json!({"type": typ, "path": p}));
+    }
+}
+
+/// Without a mount namespace capsa cannot make the root read-only, mask or
+/// protect paths, create devices or write sysctls: each is refused, naming
+/// the field, instead of silently left undone (the container could write
+/// its rootfs and read what it was meant not to).
+#[test]
+fn no_mount_namespace_refuses_rootfs_restrictions() {
+    let ctx = Ctx::new("hcfg-nomnt");
+    let base = || {
+        let mut c = ctx.sh_config("echo hi > /written && cat /written");
+        set_namespace(&mut c, "mount", None);
+        c["root"]["readonly"] = false.into();
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+        c
+    };
+    // None of them asked for: the container runs (chrooted in the rootfs).
+    let out = ctx.run(&base());
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "hi\n");
+    let why = "needs a private mount namespace";
+    let mut c = base();
+    c["root"]["readonly"] = true.into();
+    refused(
+        &ctx,
+        &c,
+        "ro",
+        &format!("config.json: root.readonly: {why}"),
+    );
+    let mut c = base();
+    c["linux"]["maskedPaths"] = json!(["/written"]);
+    refused(
+        &ctx,
+        &c,
+        "mask",
+        &format!("config.json: linux.maskedPaths: {why}"),
+    );
+    let mut c = base();
+    c["linux"]["readonlyPaths"] = json!(["/bin"]);
+    refused(
+        &ctx,
+        &c,
+        "rop",
+        &format!("config.json: linux.readonlyPaths: {why}"),
+    );
+    let mut c = base();
+    c["linux"]["sysctl"] = json!({"kernel.shmmni": "4096"});
+    refused(
+        &ctx,
+        &c,
+        "sysctl",
+        &format!("config.json: linux.sysctl: {why}"),
+    );
+    let mut c = base();
+    c["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3}]);
+    refused(
+        &ctx,
+        &c,
+        "dev",
+        &format!("config.json: linux.devices: {why}"),
+    );
+}
+
+/// A mount namespace joined by a path is not capsa's: it must not change
+/// its propagation, mount into it or pivot it (with the caller's own
+/// namespace, the host's `/` would become the container's rootfs). A
+/// config that asks for nothing of the rootfs gets a chroot into it.
+#[test]
+fn a_joined_mount_namespace_gets_no_rootfs_setup() {
+    let ctx = Ctx::new("hcfg-joinmnt");
+    let holder = NsHolder::new("-m", "mnt");
+    let before = holder.mountinfo();
+    let ns = holder.ns("mnt");
+    let why = "needs a mount namespace capsa creates";
+
+    let mut c = ctx.sh_config("cat /marker");
+    set_namespace(&mut c, "mount", Some(&ns));
+    refused(
+        &ctx,
+        &c,
+        "ro",
+        &format!("config.json: root.readonly: {why}"),
+    );
+    c["root"]["readonly"] = false.into();
+    refused(
+        &ctx,
+        &c,
+        "mask",
+        &format!("config.json: linux.maskedPaths: {why}"),
+    );
+    c["linux"]["maskedPaths"] = json!([]);
+    c["linux"]["readonlyPaths"] = json!([]);
+    refused(&ctx, &c, "mounts", &format!("config.json: mounts: {why}"));
+    c["mounts"] = json!([]);
+    c["linux"]["rootfsPropagation"] = "private".into();
+    refused(
+        &ctx,
+        &c,
+        "prop",
+        &format!("config.json: linux.rootfsPropagation: {why}"),
+    );
+    assert_eq!(holder.mountinfo(), before, "the joined namespace changed");
+
+    // Nothing asked of the rootfs: a chroot into it, and the namespace's
+    // mounts stay as they were.
+    c["linux"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rootfsPropagation");
+    std::fs::write(ctx.bundle.join("rootfs/marker"), "inside\n").unwrap();
+    let out = ctx.run(&c);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "inside\n");
+    assert_eq!(holder.mountinfo(), before, "the joined namespace changed");
+
+    // The caller's own namespace, refused before anything is done.
+    let mut c = ctx.sh_config("cat /marker");
+    set_namespace(&mut c, "mount", Some("/proc/self/ns/mnt"));
+    refused(
+        &ctx,
+        &c,
+        "self",
+        &format!("config.json: root.readonly: {why}"),
+    );
+}
+
+/// Namespaced sysctls and the hostname, in a network, IPC or UTS namespace
+/// joined by a path that is the runtime's own (the host's): refused, the
+/// host's values untouched. (The values asked for are the host's current
+/// ones, so that even a runtime that wrongly applied them changes nothing.)
+/// In a joined namespace that is not the runtime's, they are applied there.
+#[test]
+fn sysctls_and_hostname_in_the_runtimes_own_namespaces_are_refused() {
+    let ctx = Ctx::new("hcfg-sysctl");
+    let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let forward = read("/proc/sys/net/ipv4/ip_forward");
+    let shmmni = read("/proc/sys/kernel/shmmni");
+    let hostname = read("/proc/sys/kernel/hostname");
+    let why = "namespace joined is the runtime's own (the host's)";
+
+    let mut paths = vec!["/proc/self/ns/net".to_string()];
+    let same = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let b = std::fs::metadata("/proc/self/ns/net").unwrap();
+        std::fs::metadata(p).is_ok_and(|a| a.dev() == b.dev() && a.ino() == b.ino())
+    };
+    if same("/proc/1/ns/net") {
+        paths.push("/proc/1/ns/net".into());
+    }
+    for (n, p) in paths.iter().enumerate() {
+        let mut c = ctx.sh_config("cat /proc/sys/net/ipv4/ip_forward");
+        set_namespace(&mut c, "network", Some(p));
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": forward});
+        refused(
+            &ctx,
+            &c,
+            &format!("net{n}"),
+            &format!("config.json: linux.sysctl[\"net.ipv4.ip_forward\"]: the network {why}"),
+        );
+    }
+    let mut c = ctx.default_config();
+    set_namespace(&mut c, "ipc", Some("/proc/self/ns/ipc"));
+    c["linux"]["sysctl"] = json!({"kernel.shmmni": shmmni});
+    refused(
+        &ctx,
+        &c,
+        "ipc",
+        &format!("config.json: linux.sysctl[\"kernel.shmmni\"]: the IPC {why}"),
+    );
+    let mut c = ctx.default_config();
+    set_namespace(&mut c, "uts", Some("/proc/self/ns/uts"));
+    c["hostname"] = hostname.clone().into();
+    refused(
+        &ctx,
+        &c,
+        "uts",
+        &format!("config.json: hostname: the UTS {why}"),
+    );
+    assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), forward);
+    assert_eq!(read("/proc/sys/kernel/hostname"), hostname);
+
+    // A joined network namespace that is not the runtime's: set there.
+    let holder = NsHolder::new("-n", "net");
+    let want = if forward == "1" { "0" } else { "1" };
+    let mut c = ctx.sh_config("cat /proc/sys/net/ipv4/ip_forward");
+    set_namespace(&mut c, "network", Some(&holder.ns("net")));
+    c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": want});
+    let out = ctx.run(&c);
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), want);
+    assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), forward);
+}

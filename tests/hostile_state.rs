@@ -72,10 +72,7 @@ fn pid_files_are_not_written_through_planted_symlinks() {
     ]));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     let pid = ctx.state(&id)["pid"].as_i64().unwrap();
-    assert_eq!(
-        std::fs::read_to_string(&pid_file).unwrap(),
-        pid.to_string()
-    );
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
     assert!(!d.join(".init.pid.tmp").exists());
     assert_ok(&ctx.capsa(&["start", &id]));
 

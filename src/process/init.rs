@@ -162,16 +162,17 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         idmapped: &idmapped,
     };
     // Without a mount namespace of its own the container shares the
-    // runtime's: capsa then changes no mounts (they would land on the host)
-    // and only chroots into the rootfs.
-    let own_mntns = init.ns.has(LinuxNamespaceType::Mount);
+    // runtime's, and a joined one is someone else's: capsa then changes no
+    // mounts (they would land on the host) and only chroots into the
+    // rootfs. Spec loading refused whatever else such a config asks of
+    // the rootfs.
+    let own_mntns = init.ns.creates(LinuxNamespaceType::Mount);
     if own_mntns {
         rootfs.prepare()?;
         crate::logging::phase("init: mounts, devices, sysctls, masked paths");
     } else if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         crate::logging::warn(
-            "config.json: mounts, devices, sysctls, masked and read-only paths are not applied: \
-             the container has no mount namespace of its own",
+            "config.json: mounts are not applied: the container has no mount namespace of its own",
         );
     }
     if init.console.is_some() && !own_mntns {
