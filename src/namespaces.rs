@@ -280,8 +280,14 @@ impl Plan {
     }
 
     /// In the init: join the other namespaces (becoming root of a user
-    /// namespace first), then create the cgroup one.
-    pub fn join_rest(&self, fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<()> {
+    /// namespace first), then create the cgroup one. `proc_self`: the
+    /// init's procfs directory, opened before any namespace was joined
+    /// ([`crate::sys::open_proc_self`]), for the time offsets.
+    pub fn join_rest(
+        &self,
+        fds: &[(LinuxNamespaceType, OwnedFd)],
+        proc_self: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<()> {
         for (t, fd) in fds {
             if *t != LinuxNamespaceType::Pid {
                 setns(fd, flag(*t)).ctx(|| format!("join {} namespace", ns_name(*t)))?;
@@ -301,9 +307,18 @@ impl Plan {
                 .ctx(|| "create time namespace")?;
             // Only until a process enters the namespace: this init enters
             // it at execve, and nothing is forked before then.
+            // Through the procfs opened before a joined mount namespace
+            // could change what /proc is.
             if !offsets.is_empty() {
-                std::fs::write("/proc/self/timens_offsets", offsets)
-                    .ctx(|| "config.json: linux.timeOffsets: write /proc/self/timens_offsets")?;
+                let dir = proc_self.ok_or_else(|| {
+                    Error::msg("config.json: linux.timeOffsets: no procfs handle")
+                })?;
+                crate::sys::write_proc_file(
+                    dir,
+                    std::path::Path::new("timens_offsets"),
+                    offsets.as_bytes(),
+                )
+                .ctx(|| "config.json: linux.timeOffsets: write /proc/self/timens_offsets")?;
             }
         }
         Ok(())

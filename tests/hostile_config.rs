@@ -11,6 +11,7 @@
 mod common;
 use common::*;
 use serde_json::{Value, json};
+use std::path::Path;
 
 /// After a refused `create` of `id`: no state entry and no process.
 #[track_caller]
@@ -159,20 +160,28 @@ struct NsHolder(std::process::Child);
 
 impl NsHolder {
     fn new(flag: &str, ns: &str) -> NsHolder {
+        Self::running(&[flag, "sleep", "1000000"], ns)
+    }
+
+    /// `unshare ARGS`, once it is in a new `ns` namespace and runs sleep.
+    fn running(args: &[&str], ns: &str) -> NsHolder {
         let child = std::process::Command::new("unshare")
-            .args([flag, "sleep", "1000000"])
+            .args(args)
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("run unshare");
         let h = NsHolder(child);
         let own = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         for _ in 0..500 {
-            if std::fs::read_link(h.ns(ns)).is_ok_and(|l| l != own) {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", h.0.id()));
+            if std::fs::read_link(h.ns(ns)).is_ok_and(|l| l != own)
+                && comm.is_ok_and(|c| c == "sleep\n")
+            {
                 return h;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        panic!("unshare {flag} made no new {ns} namespace");
+        panic!("unshare {args:?} made no new {ns} namespace");
     }
 
     fn ns(&self, ns: &str) -> String {
@@ -379,6 +388,25 @@ fn sysctls_and_hostname_in_the_runtimes_own_namespaces_are_refused() {
     assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), forward);
     assert_eq!(read("/proc/sys/kernel/hostname"), hostname);
 
+    // A procfs file of the host's bind-mounted over the sysctl's entry in
+    // the container's /proc: the write would reach the host's namespace.
+    let mut c = ctx.default_config();
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/proc/sys/kernel/shmmni", "type": "bind",
+        "source": "/proc/sys/kernel/shmmni", "options": ["bind"]
+    }));
+    c["linux"]["sysctl"] = json!({"kernel.shmmni": shmmni});
+    refused(
+        &ctx,
+        &c,
+        "bound",
+        &format!(
+            "config.json: linux.sysctl[\"kernel.shmmni\"]: write \"{shmmni}\" to \
+             /proc/sys/kernel/shmmni: crosses a mount or is not on procfs"
+        ),
+    );
+    assert_eq!(read("/proc/sys/kernel/shmmni"), shmmni);
+
     // A joined network namespace that is not the runtime's: set there.
     let holder = NsHolder::new("-n", "net");
     let want = if forward == "1" { "0" } else { "1" };
@@ -389,4 +417,65 @@ fn sysctls_and_hostname_in_the_runtimes_own_namespaces_are_refused() {
     assert_ok(&out);
     assert_eq!(stdout(&out).trim(), want);
     assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), forward);
+}
+
+/// A joined mount namespace whose /proc is a host directory bind-mounted
+/// over (CVE-2025-52881's class): `oomScoreAdj` and `linux.timeOffsets`
+/// land on the init's real procfs files, opened before the namespace was
+/// joined, and the host directory keeps its bytes.
+#[test]
+fn procfs_writes_do_not_follow_a_joined_mount_namespaces_proc() {
+    let ctx = Ctx::new("hcfg-fakeproc");
+    let fake = ctx.dir.join("fakeproc");
+    std::fs::create_dir_all(fake.join("self")).unwrap();
+    for f in ["oom_score_adj", "timens_offsets"] {
+        std::fs::write(fake.join("self").join(f), "untouched\n").unwrap();
+    }
+    let script = format!(
+        "mount --bind {} /proc && exec sleep 1000000",
+        fake.display()
+    );
+    let holder = NsHolder::running(&["-m", "sh", "-c", &script], "mnt");
+
+    let mut c = ctx.sh_config("true");
+    set_namespace(&mut c, "mount", Some(&holder.ns("mnt")));
+    c["root"]["readonly"] = false.into();
+    c["linux"]["maskedPaths"] = json!([]);
+    c["linux"]["readonlyPaths"] = json!([]);
+    c["mounts"] = json!([]);
+    c["process"]["oomScoreAdj"] = 517.into();
+    let timens = Path::new("/proc/self/ns/time").exists();
+    if timens {
+        set_namespace(&mut c, "time", None);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400, "nanosecs": 0}});
+    }
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    assert_ok(&ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]));
+    let pid = ctx.state(&id)["pid"].as_i64().unwrap();
+    let adj = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+    let offsets = std::fs::read_to_string(format!("/proc/{pid}/timens_offsets")).unwrap();
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+    assert_eq!(adj.trim(), "517");
+    if timens {
+        let boottime: Vec<String> = offsets
+            .lines()
+            .find(|l| l.starts_with("boottime"))
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(boottime, ["boottime", "86400", "0"], "{offsets}");
+    }
+    for f in ["oom_score_adj", "timens_offsets"] {
+        assert_eq!(
+            std::fs::read_to_string(fake.join("self").join(f)).unwrap(),
+            "untouched\n",
+            "{f} was written into the host directory"
+        );
+    }
 }
