@@ -479,3 +479,69 @@ fn procfs_writes_do_not_follow_a_joined_mount_namespaces_proc() {
         );
     }
 }
+
+/// Images whose symlinks dangle inside the rootfs (`/var/run -> /run`
+/// without `/run`, `/etc/resolv.conf` pointing into a missing directory):
+/// mount and device destinations through them are created where they
+/// point inside the rootfs, as runc does, instead of failing; one that
+/// climbs out with `..` still lands inside; a loop is a clear error.
+#[test]
+fn destinations_through_symlinks_dangling_inside_the_rootfs() {
+    let ctx = Ctx::new("hcfg-dangling");
+    let rootfs = ctx.bundle.join("rootfs");
+    let marker = format!("capsa-dangling-{}", std::process::id());
+    std::os::unix::fs::symlink("/run", rootfs.join("var/run")).unwrap();
+    std::fs::remove_file(rootfs.join("etc/hostname")).unwrap();
+    std::os::unix::fs::symlink("../run/uts/hostname", rootfs.join("etc/hostname")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../../../../../tmp/{marker}"),
+        rootfs.join("tmp/out"),
+    )
+    .unwrap();
+    let src = ctx.dir.join("payload");
+    std::fs::write(&src, "payload\n").unwrap();
+
+    let mut c = ctx.sh_config(
+        "ls -d /run/t1 /tmp/$M/t2; cat /run/uts/hostname; cat /etc/hostname; ls -l /run/dev/mynull",
+    );
+    c["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(format!("M={marker}").into());
+    c["root"]["readonly"] = false.into();
+    c["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/var/run/t1", "type": "tmpfs", "source": "tmpfs"}),
+        json!({"destination": "/etc/hostname", "type": "bind", "source": src, "options": ["bind"]}),
+        json!({"destination": "/tmp/out/t2", "type": "tmpfs", "source": "tmpfs"}),
+    ]);
+    c["linux"]["devices"] =
+        json!([{"path": "/var/run/dev/mynull", "type": "c", "major": 1, "minor": 3}]);
+    let out = ctx.run(&c);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("/run/t1\n/tmp/{marker}/t2\npayload\npayload\ncrw")),
+        "{text}"
+    );
+    assert!(text.contains("1,   3"), "{text}");
+    assert!(
+        !Path::new("/tmp").join(&marker).exists(),
+        "created on the host"
+    );
+    assert!(rootfs.join("tmp").join(&marker).join("t2").is_dir());
+
+    // A loop: refused with the cause, nothing left.
+    std::os::unix::fs::symlink("loop2/x", rootfs.join("loop1")).unwrap();
+    std::os::unix::fs::symlink("loop1/y", rootfs.join("loop2")).unwrap();
+    let mut c = ctx.default_config();
+    c["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/loop1/t", "type": "tmpfs", "source": "tmpfs"}));
+    refused(
+        &ctx,
+        &c,
+        "loop",
+        "mounts[7] (/loop1/t): open /loop1/t: too many symbolic links encountered",
+    );
+}
