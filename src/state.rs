@@ -327,14 +327,25 @@ impl Locked {
         let tmp = self.dir.join(STATE_TMP);
         let path = self.dir.join(STATE_FILE);
         let data = serde_json::to_vec(state).map_err(|e| Error::msg(e.to_string()))?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .ctx(|| format!("write {}", tmp.display()))?;
+        // Created afresh: whatever is at the temporary name (the old state
+        // a failed save left, or a hard link planted to a host file) is
+        // unlinked, never opened and truncated.
+        let create = || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+        };
+        let mut f = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp).ctx(|| format!("remove {}", tmp.display()))?;
+                create()
+            }
+            r => r,
+        }
+        .ctx(|| format!("write {}", tmp.display()))?;
         // No fsync: the state describes live processes and lives in a
         // runtime directory (tmpfs on most hosts); a crash loses the
         // processes too. The rename alone keeps readers from seeing half.

@@ -146,3 +146,237 @@ fn a_symlinked_state_dir_is_refused_without_spinning() {
     assert_eq!(ctx.status(&id), "created");
     assert_ok(&ctx.capsa(&["delete", "--force", &id]));
 }
+
+/// A host process of the test's own, killed and reaped when dropped.
+struct Victim(std::process::Child);
+
+impl Victim {
+    fn new() -> Victim {
+        Victim(
+            std::process::Command::new("sleep")
+                .arg("1000000")
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn pid(&self) -> i64 {
+        self.0.id() as i64
+    }
+
+    /// Field 22 of /proc/PID/stat: what a state records as pid_start.
+    fn start(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(19).unwrap().parse().unwrap()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A cgroup directory of the test's own (standing for a host service's),
+/// removed when dropped.
+struct HostCgroup(std::path::PathBuf);
+
+impl Drop for HostCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn state_path(ctx: &Ctx, id: &str) -> std::path::PathBuf {
+    ctx.root.join(id).join("state.json")
+}
+
+fn edit_state(ctx: &Ctx, id: &str, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = state_path(ctx, id);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// Puts a deleted container's state back (so the real container can be
+/// cleaned up after a command acted on a forged state).
+fn put_back(ctx: &Ctx, id: &str, original: &[u8]) {
+    let dir = ctx.root.join(id);
+    let _ = std::fs::create_dir(&dir);
+    std::fs::write(dir.join("state.json"), original).unwrap();
+}
+
+/// Puts the true state back when dropped, even if the test failed half-way,
+/// so that the harness's cleanup deletes the real container.
+struct TrueState<'a> {
+    ctx: &'a Ctx,
+    id: String,
+    original: Vec<u8>,
+}
+
+impl Drop for TrueState<'_> {
+    fn drop(&mut self) {
+        put_back(self.ctx, &self.id, &self.original);
+    }
+}
+
+/// state.json edited to name a host process (its pid and start time):
+/// kill, kill --all and delete --force leave it alive, and kill says why.
+#[test]
+fn a_forged_state_pid_does_not_reach_a_host_process() {
+    let ctx = Ctx::new("hstate-forgedpid");
+    let mut c = ctx.sh_config("sleep 1000000");
+    c["root"]["readonly"] = false.into();
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let original = std::fs::read(state_path(&ctx, &id)).unwrap();
+    let _true_state = TrueState {
+        ctx: &ctx,
+        id: id.clone(),
+        original: original.clone(),
+    };
+    let mut victim = Victim::new();
+    let (vpid, vstart) = (victim.pid(), victim.start());
+    edit_state(&ctx, &id, |v| {
+        v["pid"] = vpid.into();
+        v["pid_start"] = vstart.into();
+    });
+    for args in [
+        vec!["kill", &id, "KILL"],
+        vec!["kill", "--all", &id, "KILL"],
+    ] {
+        let out = capsa_within(&ctx, &args, 10);
+        assert_fails_with(&out, "refusing to signal it (is state.json forged?)");
+        assert_fails_with(
+            &out,
+            &format!("process {vpid} is not in the container's cgroup"),
+        );
+    }
+    // exec would join the host process's namespaces.
+    let out = capsa_within(&ctx, &["exec", &id, "true"], 10);
+    assert!(!out.status.success());
+    let _ = capsa_within(&ctx, &["delete", "--force", &id], 10);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(victim.alive(), "the host process was killed");
+    put_back(&ctx, &id, &original);
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+    assert!(victim.alive());
+}
+
+/// state.json edited so that the container's cgroup (recorded as made by
+/// capsa) is a host cgroup with a host process in it, or a directory
+/// outside cgroupfs with a planted cgroup.procs: delete --force neither
+/// kills the process nor removes the directory; kill --all, pause and
+/// update refuse.
+#[test]
+fn forged_cgroup_paths_do_not_reach_host_cgroups() {
+    let ctx = Ctx::new("hstate-forgedcg");
+    let mut c = ctx.sh_config("sleep 1000000");
+    c["root"]["readonly"] = false.into();
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let original = std::fs::read(state_path(&ctx, &id)).unwrap();
+    let _true_state = TrueState {
+        ctx: &ctx,
+        id: id.clone(),
+        original: original.clone(),
+    };
+    let st: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let (key, mount) = if st["cgroup"]["version"] == "v2" {
+        ("unified", "/sys/fs/cgroup")
+    } else {
+        ("pids", "/sys/fs/cgroup/pids")
+    };
+    let host = HostCgroup(Path::new(mount).join(format!("capsa-victim-{}", std::process::id())));
+    std::fs::create_dir(&host.0).unwrap();
+    let mut victim = Victim::new();
+    std::fs::write(host.0.join("cgroup.procs"), victim.pid().to_string()).unwrap();
+    let forge = |dir: &Path| {
+        edit_state(&ctx, &id, |v| {
+            v["cgroup"]["paths"] = serde_json::json!({ key: dir });
+            v["cgroup"]["created"] = serde_json::json!([dir]);
+        })
+    };
+
+    // Outside cgroupfs: a planted cgroup.procs naming the host process.
+    let fake = ctx.dir.join("fakecg");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(fake.join("cgroup.procs"), format!("{}\n", victim.pid())).unwrap();
+    forge(&fake);
+    let out = capsa_within(&ctx, &["kill", "--all", &id, "KILL"], 10);
+    assert_fails_with(&out, "which is not on a cgroup mount; refusing to use it");
+    // delete --force treats it as a corrupt state: says so, drops it.
+    let out = capsa_within(&ctx, &["delete", "--force", &id], 10);
+    assert!(
+        stderr(&out).contains("which is not on a cgroup mount; refusing to use it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(victim.alive(), "the host process was killed");
+    assert!(fake.join("cgroup.procs").exists());
+
+    // A real host cgroup, claimed as made by capsa.
+    put_back(&ctx, &id, &original);
+    forge(&host.0);
+    for args in [
+        vec!["pause", id.as_str()],
+        vec!["update", "--pids-limit", "7", id.as_str()],
+    ] {
+        let out = capsa_within(&ctx, &args, 10);
+        assert_fails_with(
+            &out,
+            "its cgroup was not made by capsa for it; refusing to change it",
+        );
+    }
+    let out = capsa_within(&ctx, &["kill", "--all", &id, "KILL"], 10);
+    assert_ok(&out);
+    let _ = capsa_within(&ctx, &["delete", "--force", &id], 10);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(victim.alive(), "the host process was killed");
+    assert!(host.0.is_dir(), "the host cgroup was removed");
+    assert_eq!(
+        std::fs::read_to_string(host.0.join("cgroup.procs"))
+            .unwrap()
+            .trim(),
+        victim.pid().to_string()
+    );
+    // The real container, cleaned up from its true state.
+    put_back(&ctx, &id, &original);
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+}
+
+/// A hard link to a host file planted at the state's temporary name
+/// (`ROOT/ID/.state.json.tmp`): saving the state (here by `update`)
+/// replaces the link, never truncates and writes the file it links to.
+#[test]
+fn a_planted_hard_link_does_not_take_the_state() {
+    let ctx = Ctx::new("hstate-hardlink");
+    let mut c = ctx.sh_config("sleep 1000000");
+    c["root"]["readonly"] = false.into();
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let victim = ctx.dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::hard_link(&victim, ctx.root.join(&id).join(".state.json.tmp")).unwrap();
+    assert_ok(&ctx.capsa(&["update", "--pids-limit", "50", &id]));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_path(&ctx, &id)).unwrap()).unwrap();
+    assert_eq!(st["cgroup"]["resources"]["pids"]["limit"], 50);
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+}
