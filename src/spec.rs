@@ -216,6 +216,14 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     if let Some(l) = linux {
+        for (i, d) in l.devices().iter().flatten().enumerate() {
+            if let Some(uid) = d.uid() {
+                check_id(&format!("{CONFIG}: linux.devices[{i}].uid"), uid)?;
+            }
+            if let Some(gid) = d.gid() {
+                check_id(&format!("{CONFIG}: linux.devices[{i}].gid"), gid)?;
+            }
+        }
         if let Some(sysctl) = l.sysctl() {
             for key in sysctl.keys() {
                 check_sysctl(key, &has)

@@ -109,6 +109,17 @@ fn ids_the_kernel_treats_specially_are_refused() {
         "config.json: mounts[7].options: \"uid=4294967295\": uid must be a number from 0 to 2147483647",
     );
 
+    // A device's owner.
+    let mut c = ctx.default_config();
+    c["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3,
+        "uid": minus_one}]);
+    refused(
+        &ctx,
+        &c,
+        "dev",
+        "config.json: linux.devices[0].uid: 4294967295 is out of range",
+    );
+
     // exec --user, --additional-gids and a process.json.
     let mut c = ctx.sh_config("sleep 1000000");
     c["root"]["readonly"] = false.into();

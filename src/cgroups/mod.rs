@@ -129,14 +129,15 @@ pub fn verify(rec: &mut Record, id: &str) -> Result<()> {
 
 /// The container's own directory that capsa made for `id` (marked), if
 /// any, and whether the process whose /proc/PID/cgroup is `proc_cgroup`
-/// is in it.
+/// is in it or below it (an init such as systemd moves itself into a
+/// cgroup of its own below the container's).
 pub fn in_marked_cgroup(rec: &Record, id: &str, proc_cgroup: &str) -> Option<bool> {
     let dir = rec.dirs().into_iter().find(|d| marked_for(d, id))?;
     let hs = mounts::hierarchies().ok()?;
     Some(hs.iter().any(|h| {
         mounts::cgroup_in(h, proc_cgroup)
             .and_then(|p| h.dir_of(&p))
-            .is_some_and(|p| p == dir)
+            .is_some_and(|p| p.starts_with(dir))
     }))
 }
 
