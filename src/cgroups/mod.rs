@@ -95,7 +95,7 @@ fn mark(dir: &Path) -> Result<()> {
 pub fn verify(rec: &mut Record, id: &str) -> Result<()> {
     // Without /proc (delete --force still cleans up then), the filesystem
     // each directory is on decides.
-    let hs = mounts::hierarchies().ok();
+    let hs = mounts::hierarchies_once();
     let on_mount = |d: &Path| {
         d.is_absolute()
             && !d
@@ -122,7 +122,8 @@ pub fn verify(rec: &mut Record, id: &str) -> Result<()> {
         }
     }
     if nix::unistd::geteuid().is_root() {
-        rec.created.retain(|d| !d.exists() || marked_for(d, id));
+        // One that is gone already has nothing left to remove.
+        rec.created.retain(|d| marked_for(d, id));
     }
     Ok(())
 }
@@ -133,7 +134,7 @@ pub fn verify(rec: &mut Record, id: &str) -> Result<()> {
 /// cgroup of its own below the container's).
 pub fn in_marked_cgroup(rec: &Record, id: &str, proc_cgroup: &str) -> Option<bool> {
     let dir = rec.dirs().into_iter().find(|d| marked_for(d, id))?;
-    let hs = mounts::hierarchies().ok()?;
+    let hs = mounts::hierarchies_once()?;
     Some(hs.iter().any(|h| {
         mounts::cgroup_in(h, proc_cgroup)
             .and_then(|p| h.dir_of(&p))

@@ -69,9 +69,24 @@ impl Hierarchy {
 /// Every cgroup and cgroup2 mount of this process's mount namespace (a
 /// hierarchy mounted twice is listed twice).
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
+    let text = read_proc("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
     Ok(parse_mountinfo(&text))
+}
+
+/// A procfs file, which reports no size: read into a page-sized buffer
+/// at once rather than in reads growing from 32 bytes.
+fn read_proc(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = String::with_capacity(8192);
+    std::fs::File::open(path)?.read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// [`hierarchies`], read once per process (a command that checks a state
+/// and then its init needs them twice); `None` if /proc is not there.
+pub fn hierarchies_once() -> Option<&'static [Hierarchy]> {
+    static ONCE: std::sync::OnceLock<Option<Vec<Hierarchy>>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| hierarchies().ok()).as_deref()
 }
 
 pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
@@ -105,7 +120,7 @@ fn unescape(s: &str) -> String {
 /// The text of /proc/PID/cgroup (`self` for this process).
 pub fn proc_cgroup(pid: &str) -> Result<String> {
     let p = format!("/proc/{pid}/cgroup");
-    std::fs::read_to_string(&p).ctx(|| format!("read {p}"))
+    read_proc(&p).ctx(|| format!("read {p}"))
 }
 
 /// The cgroup path of the process whose /proc/PID/cgroup is `proc_cgroup`
