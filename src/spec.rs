@@ -739,6 +739,35 @@ mod tests {
     }
 
     #[test]
+    fn ids_above_2_31_are_refused() {
+        check_id("x", 0).unwrap();
+        check_id("x", MAX_ID).unwrap();
+        for bad in [MAX_ID + 1, u32::MAX - 1, u32::MAX] {
+            assert!(check_id("x", bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn sysctls_belong_to_their_namespace() {
+        use LinuxNamespaceType::*;
+        let owns_only = |t: LinuxNamespaceType| move |u: LinuxNamespaceType| u == t;
+        for (key, ns) in [
+            ("net.ipv4.ip_forward", Network),
+            ("kernel.shmmax", Ipc),
+            ("kernel.shm_rmid_forced", Ipc),
+            ("kernel.msgmnb", Ipc),
+            ("fs.mqueue.msg_max", Ipc),
+            ("kernel.hostname", Uts),
+            ("kernel.domainname", Uts),
+        ] {
+            assert!(check_sysctl_owner(key, &owns_only(ns)).is_ok(), "{key}");
+            for other in [Network, Ipc, Uts].into_iter().filter(|o| *o != ns) {
+                assert!(check_sysctl_owner(key, &owns_only(other)).is_err(), "{key}");
+            }
+        }
+    }
+
+    #[test]
     fn sysctl_needs_namespaces() {
         let all = |_| true;
         let none = |_| false;

@@ -512,9 +512,10 @@ pub fn open_proc_file(
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS
                 | ResolveFlag::RESOLVE_NO_SYMLINKS,
         );
+    let mut tries = 0;
     let fd = loop {
         match nix::fcntl::openat2(dir, rel, how) {
-            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            Err(Errno::EAGAIN | Errno::EINTR) if tries < 1000 => tries += 1,
             r => break r?,
         }
     };

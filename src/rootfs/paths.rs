@@ -42,12 +42,17 @@ pub fn open_in(
         .flags(flags | OFlag::O_CLOEXEC)
         .mode(Mode::empty())
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | extra);
-    loop {
-        match openat2(root, &relative(path), how) {
+    // EAGAIN: a rename raced the lookup (RESOLVE_IN_ROOT retries `..`
+    // itself only so often). A running container (under `exec`) could
+    // rename without end: the retries are bounded.
+    let rel = relative(path);
+    for _ in 0..1000 {
+        match openat2(root, &rel, how) {
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
             r => return r,
         }
     }
+    Err(Errno::EAGAIN)
 }
 
 /// An O_PATH handle on `path` inside `root`.
