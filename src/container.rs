@@ -118,6 +118,30 @@ fn not_the_init(st: &State) -> Option<String> {
     None
 }
 
+/// A recorded cgroup directory an `exec`'d process would join that is
+/// neither marked as capsa's for the container nor holds its init (as
+/// root; a state edited to swap one directory for a host cgroup).
+fn foreign_cgroup(st: &State) -> Option<PathBuf> {
+    let rec = st.cgroup.as_ref()?;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let proc_cgroup = cgroups::mounts::proc_cgroup(&st.pid.to_string()).ok()?;
+    let hs = cgroups::mounts::hierarchies_once()?;
+    rec.dirs()
+        .into_iter()
+        .find(|d| {
+            !cgroups::marked_for(d, &st.id)
+                && !hs.iter().any(|h| {
+                    d.starts_with(&h.mountpoint)
+                        && cgroups::mounts::cgroup_in(h, &proc_cgroup)
+                            .and_then(|p| h.dir_of(&p))
+                            .is_some_and(|p| p.starts_with(d))
+                })
+        })
+        .map(Path::to_path_buf)
+}
+
 /// The container's cgroup record, if what runs in its directories may be
 /// taken as the container's: as root, only when capsa made (and marked)
 /// every one of them; without root, the state is the caller's own.
@@ -576,6 +600,13 @@ impl Runtime {
         let spec = stored_spec(&st)?;
         let process = exec_process(&spec, req)?;
         let init = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
+        if let Some(dir) = foreign_cgroup(&st) {
+            bail!(
+                "container {id:?}: its cgroup {} is neither one capsa made for it nor one its \
+                 init is in; refusing to put a process there (is state.json forged?)",
+                dir.display()
+            );
+        }
         let old = if req.detach {
             SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty())
         } else {

@@ -280,7 +280,7 @@ fn a_forged_state_pid_does_not_reach_a_host_process() {
 /// capsa) is a host cgroup with a host process in it, or a directory
 /// outside cgroupfs with a planted cgroup.procs: delete --force neither
 /// kills the process nor removes the directory; kill --all, pause and
-/// update refuse.
+/// update refuse; exec puts no process there.
 #[test]
 fn forged_cgroup_paths_do_not_reach_host_cgroups() {
     let ctx = Ctx::new("hstate-forgedcg");
@@ -328,6 +328,24 @@ fn forged_cgroup_paths_do_not_reach_host_cgroups() {
     );
     assert!(victim.alive(), "the host process was killed");
     assert!(fake.join("cgroup.procs").exists());
+
+    // One directory of the true record swapped for the host cgroup: an
+    // exec'd process would be put there.
+    put_back(&ctx, &id, &original);
+    edit_state(&ctx, &id, |v| {
+        v["cgroup"]["paths"][key] = serde_json::json!(host.0)
+    });
+    let out = capsa_within(&ctx, &["exec", &id, "sleep", "0.5"], 10);
+    assert_fails_with(
+        &out,
+        "is neither one capsa made for it nor one its init is in",
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.0.join("cgroup.procs"))
+            .unwrap()
+            .trim(),
+        victim.pid().to_string()
+    );
 
     // A real host cgroup, claimed as made by capsa.
     put_back(&ctx, &id, &original);
