@@ -296,12 +296,19 @@ fn forged_cgroup_paths_do_not_reach_host_cgroups() {
         original: original.clone(),
     };
     let st: serde_json::Value = serde_json::from_slice(&original).unwrap();
-    let (key, mount) = if st["cgroup"]["version"] == "v2" {
-        ("unified", "/sys/fs/cgroup")
+    // A sibling of the container's own directory, in a hierarchy every
+    // host has (capsa requires the v1 devices controller).
+    let key = if st["cgroup"]["version"] == "v2" {
+        "unified"
     } else {
-        ("pids", "/sys/fs/cgroup/pids")
+        "devices"
     };
-    let host = HostCgroup(Path::new(mount).join(format!("capsa-victim-{}", std::process::id())));
+    let own = Path::new(st["cgroup"]["paths"][key].as_str().unwrap());
+    let host = HostCgroup(
+        own.parent()
+            .unwrap()
+            .join(format!("capsa-victim-{}", std::process::id())),
+    );
     std::fs::create_dir(&host.0).unwrap();
     let mut victim = Victim::new();
     std::fs::write(host.0.join("cgroup.procs"), victim.pid().to_string()).unwrap();
