@@ -42,6 +42,19 @@ fn capsa_within(ctx: &Ctx, args: &[&str], secs: u64) -> Output {
     }
 }
 
+/// A container of `ctx` sleeping, made with `how` ("create", "run -d",
+/// with options; split at spaces); returns its id.
+fn sleeper(ctx: &Ctx, how: &str) -> String {
+    let mut c = ctx.sh_config("sleep 1000000");
+    c["root"]["readonly"] = false.into();
+    ctx.write_config(&c);
+    let id = ctx.id("c");
+    let mut args: Vec<&str> = how.split(' ').collect();
+    args.extend(["--bundle", ctx.bundle_str(), &id]);
+    assert_ok(&ctx.capsa(&args));
+    id
+}
+
 /// `create --pid-file D/init.pid` and `exec --pid-file D/e.pid` with the
 /// temporary names (`D/.init.pid.tmp`, `D/.e.pid.tmp`) planted as
 /// symlinks to a host file: the host file keeps its bytes, the pid files
@@ -57,19 +70,8 @@ fn pid_files_are_not_written_through_planted_symlinks() {
     std::os::unix::fs::symlink(&victim, d.join(".init.pid.tmp")).unwrap();
     std::os::unix::fs::symlink(&dangling, d.join(".e.pid.tmp")).unwrap();
 
-    let mut c = ctx.sh_config("sleep 1000000");
-    c["root"]["readonly"] = false.into();
-    ctx.write_config(&c);
-    let id = ctx.id("c");
     let pid_file = d.join("init.pid");
-    assert_ok(&ctx.capsa(&[
-        "create",
-        "--bundle",
-        ctx.bundle_str(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-    ]));
+    let id = sleeper(&ctx, &format!("create --pid-file {}", pid_file.display()));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     let pid = ctx.state(&id)["pid"].as_i64().unwrap();
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
@@ -103,11 +105,7 @@ fn pid_files_are_not_written_through_planted_symlinks() {
 #[test]
 fn a_symlinked_state_dir_is_refused_without_spinning() {
     let ctx = Ctx::new("hstate-link");
-    let mut c = ctx.sh_config("sleep 1000000");
-    c["root"]["readonly"] = false.into();
-    ctx.write_config(&c);
-    let id = ctx.id("c");
-    assert_ok(&ctx.capsa(&["create", "--bundle", ctx.bundle_str(), &id]));
+    let id = sleeper(&ctx, "create");
     let pid = ctx.state(&id)["pid"].as_i64().unwrap();
     let dir = ctx.root.join(&id);
     let moved = ctx.dir.join("moved");
@@ -237,11 +235,7 @@ impl Drop for TrueState<'_> {
 #[test]
 fn a_forged_state_pid_does_not_reach_a_host_process() {
     let ctx = Ctx::new("hstate-forgedpid");
-    let mut c = ctx.sh_config("sleep 1000000");
-    c["root"]["readonly"] = false.into();
-    ctx.write_config(&c);
-    let id = ctx.id("c");
-    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let id = sleeper(&ctx, "run -d");
     let original = std::fs::read(state_path(&ctx, &id)).unwrap();
     let _true_state = TrueState {
         ctx: &ctx,
@@ -284,11 +278,7 @@ fn a_forged_state_pid_does_not_reach_a_host_process() {
 #[test]
 fn forged_cgroup_paths_do_not_reach_host_cgroups() {
     let ctx = Ctx::new("hstate-forgedcg");
-    let mut c = ctx.sh_config("sleep 1000000");
-    c["root"]["readonly"] = false.into();
-    ctx.write_config(&c);
-    let id = ctx.id("c");
-    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let id = sleeper(&ctx, "run -d");
     let original = std::fs::read(state_path(&ctx, &id)).unwrap();
     let _true_state = TrueState {
         ctx: &ctx,
@@ -390,11 +380,7 @@ fn forged_cgroup_paths_do_not_reach_host_cgroups() {
 #[test]
 fn a_planted_hard_link_does_not_take_the_state() {
     let ctx = Ctx::new("hstate-hardlink");
-    let mut c = ctx.sh_config("sleep 1000000");
-    c["root"]["readonly"] = false.into();
-    ctx.write_config(&c);
-    let id = ctx.id("c");
-    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let id = sleeper(&ctx, "run -d");
     let victim = ctx.dir.join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
     std::fs::hard_link(&victim, ctx.root.join(&id).join(".state.json.tmp")).unwrap();
