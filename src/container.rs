@@ -72,12 +72,84 @@ fn init_process(st: &State) -> Option<crate::sys::ProcInfo> {
 }
 
 /// A pidfd on the container's init, or `None` if it is gone (its pid may
-/// already belong to someone else).
+/// already belong to someone else) or is not the container's (see
+/// [`not_the_init`]).
 fn init_pidfd(st: &State) -> Option<PidFd> {
     let fd = PidFd::open(st.pid).ok()?;
     // Checked after opening: if the start time still matches, the pidfd is
     // the init's and stays so.
-    init_alive(st).then_some(fd)
+    (init_alive(st) && not_the_init(st).is_none()).then_some(fd)
+}
+
+/// Why the live process the state names is not the container's init, if
+/// it is not: a state.json edited to hold another process's pid and start
+/// time must not make capsa signal it or join its namespaces. What the
+/// state cannot forge decides: the process must be in the cgroup capsa made
+/// for this container (marked, see [`cgroups::MARK`]); without one, with a
+/// PID namespace of the container's own, it must be PID 1 of a PID
+/// namespace that is not capsa's. As root without either nothing proves
+/// it; only without root (where the state is the caller's own) is it
+/// taken on trust. Read while the caller holds a pidfd on it, and followed
+/// by a check that the pid is still the recorded process.
+fn not_the_init(st: &State) -> Option<String> {
+    let pid = st.pid;
+    let proc_cgroup = cgroups::mounts::proc_cgroup(&pid.to_string()).ok()?;
+    if let Some(rec) = &st.cgroup
+        && let Some(inside) = cgroups::in_marked_cgroup(rec, &st.id, &proc_cgroup)
+    {
+        return (!inside).then(|| format!("process {pid} is not in the container's cgroup"));
+    }
+    if new_pid_namespace(st) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let first_in_ns = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|l| l.split_whitespace().last())
+            == Some("1");
+        let other_ns = pid_ns(pid) != pid_ns(std::process::id() as i32);
+        return (!(first_in_ns && other_ns))
+            .then(|| format!("process {pid} is not PID 1 of a PID namespace of its own"));
+    }
+    if cgroups::marks_apply() {
+        return Some(format!(
+            "process {pid} is neither in a cgroup capsa made for the container nor PID 1 of \
+             a PID namespace of its own"
+        ));
+    }
+    None
+}
+
+/// A recorded cgroup directory an `exec`'d process would join that is
+/// neither marked as capsa's for the container nor holds its init (as
+/// root; a state edited to swap one directory for a host cgroup).
+fn foreign_cgroup(st: &State) -> Option<PathBuf> {
+    let rec = st.cgroup.as_ref()?;
+    if !cgroups::marks_apply() {
+        return None;
+    }
+    let proc_cgroup = cgroups::mounts::proc_cgroup(&st.pid.to_string()).ok()?;
+    let hs = cgroups::mounts::hierarchies_once()?;
+    rec.dirs()
+        .into_iter()
+        .find(|d| {
+            !cgroups::marked_for(d, &st.id)
+                && !hs.iter().any(|h| {
+                    d.starts_with(&h.mountpoint)
+                        && cgroups::mounts::cgroup_in(h, &proc_cgroup)
+                            .and_then(|p| h.dir_of(&p))
+                            .is_some_and(|p| p.starts_with(d))
+                })
+        })
+        .map(Path::to_path_buf)
+}
+
+/// The container's cgroup record, if what runs in its directories may be
+/// taken as the container's: as root, only when capsa made (and marked)
+/// every one of them; without root, the state is the caller's own.
+fn trusted_cgroup(st: &State) -> Option<&cgroups::Record> {
+    st.cgroup
+        .as_ref()
+        .filter(|rec| !cgroups::marks_apply() || cgroups::all_made_by_create(rec))
 }
 
 pub struct RunOptions {
@@ -252,6 +324,24 @@ impl Runtime {
         }
     }
 
+    /// A container's state for a command that acts on it: its id must be
+    /// the directory's, and its cgroup record is checked (see
+    /// [`cgroups::verify`]) before anything is written, signalled or
+    /// removed through it.
+    pub(crate) fn load_checked(&self, id: &str) -> Result<State> {
+        let mut st = self.store.load(id)?;
+        if st.id != id {
+            bail!(
+                "container {id:?}: state.json names container {:?}; refusing to use it",
+                st.id
+            );
+        }
+        if let Some(rec) = st.cgroup.as_mut() {
+            cgroups::verify(rec, id)?;
+        }
+        Ok(st)
+    }
+
     pub fn start(&self, id: &str) -> Result<()> {
         let locked = self.store.lock(id)?;
         let st = self.store.load(id)?;
@@ -340,7 +430,7 @@ impl Runtime {
     }
 
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
-        let st = self.store.load(id)?;
+        let st = self.load_checked(id)?;
         // Without a PID namespace of its own, the init's death does not take
         // the other processes along: SIGKILL goes to all of them (runc 1.2),
         // also to those left over once the init is gone.
@@ -357,9 +447,12 @@ impl Runtime {
             Status::Stopped => bail!("container not running"),
             _ => {}
         }
+        if let Some(why) = not_the_init(&st) {
+            bail!("container {id:?}: {why}; refusing to signal it (is state.json forged?)");
+        }
         let fd = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
         let all = all || kill_all;
-        match &st.cgroup {
+        match trusted_cgroup(&st) {
             Some(rec) if all => {
                 cgroups::signal_all(cgroups::open(rec).as_ref(), sig)?;
             }
@@ -376,7 +469,7 @@ impl Runtime {
         }
         // Frozen processes would only die once thawed.
         if sig == libc::SIGKILL
-            && let Some(rec) = &st.cgroup
+            && let Some(rec) = trusted_cgroup(&st)
             && cgroups::is_frozen(rec)
         {
             cgroups::open(rec).freeze(false)?;
@@ -413,7 +506,7 @@ impl Runtime {
         let Some(locked) = self.store.lock_any(id)? else {
             return if force { Ok(()) } else { Err(not_exist(id)) };
         };
-        let st = match self.store.load(id) {
+        let st = match self.load_checked(id) {
             Ok(st) => st,
             Err(e) => {
                 let dir = &locked.dir;
@@ -460,7 +553,8 @@ impl Runtime {
             // With a PID namespace of its own, the container's processes
             // died with its init: what else is in a cgroup it shares (a
             // cgroupsPath that existed before) belongs to someone else.
-            let strays = !new_pid_namespace(&st) || cgroups::all_made_by_create(rec);
+            let strays = trusted_cgroup(&st).is_some()
+                && (!new_pid_namespace(&st) || cgroups::all_made_by_create(rec));
             cgroups::kill_and_destroy(rec, strays)?;
         }
         crate::fault::point("delete:cgroups");
@@ -495,7 +589,7 @@ impl Runtime {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
             Err(e) => return Err(e).ctx(|| format!("kill container {:?}", st.id)),
         }
-        if let Some(rec) = &st.cgroup
+        if let Some(rec) = trusted_cgroup(st)
             && cgroups::is_frozen(rec)
         {
             cgroups::open(rec).freeze(false)?;
@@ -573,7 +667,7 @@ impl Runtime {
     /// `exec`: a new process in the container; in the foreground, its
     /// exit status.
     pub fn exec(&self, id: &str, req: &ExecRequest) -> Result<i32> {
-        let st = self.store.load(id)?;
+        let st = self.load_checked(id)?;
         match self.status(&st) {
             Status::Creating => bail!("cannot exec in a container that is being created"),
             Status::Stopped => bail!("cannot exec in a stopped container"),
@@ -594,6 +688,13 @@ impl Runtime {
             None => None,
         };
         let init = init_pidfd(&st).ok_or_else(|| Error::msg("container not running"))?;
+        if let Some(dir) = foreign_cgroup(&st) {
+            bail!(
+                "container {id:?}: its cgroup {} is neither one capsa made for it nor one its \
+                 init is in; refusing to put a process there (is state.json forged?)",
+                dir.display()
+            );
+        }
         let old = if req.detach {
             SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty())
         } else {
@@ -763,7 +864,7 @@ fn pid_ns(pid: i32) -> Option<u64> {
 /// or still in the container's PID namespace while the init is still the
 /// recorded one. A pid reused by an outside process is never among them.
 fn container_processes(st: &State) -> Vec<PidFd> {
-    if let Some(rec) = &st.cgroup {
+    if let Some(rec) = trusted_cgroup(st) {
         return cgroups::pidfds(cgroups::open(rec).as_ref()).unwrap_or_default();
     }
     let Some(init) = init_pidfd(st) else {
@@ -793,7 +894,9 @@ fn kill_leftovers(st: &State, sig: i32) -> Result<()> {
     if new_pid_namespace(st) {
         return Ok(());
     }
-    let Some(rec) = &st.cgroup else {
+    // Only a cgroup capsa made for this container (a forged state could
+    // name a host one).
+    let Some(rec) = trusted_cgroup(st) else {
         return Ok(());
     };
     let m = cgroups::open(rec);
@@ -885,8 +988,10 @@ pub fn exec_process(
             None => (u.as_str(), None),
         };
         let num = |s: &str, what: &str| {
-            s.parse::<u32>()
-                .map_err(|_| Error::msg(format!("--user {u:?}: {what} must be numeric")))
+            let n = s
+                .parse::<u32>()
+                .map_err(|_| Error::msg(format!("--user {u:?}: {what} must be numeric")))?;
+            crate::spec::check_id(&format!("--user {u:?}: {what}"), n).map(|()| n)
         };
         let mut user = p.user().clone();
         user.set_uid(num(uid, "uid")?);
@@ -896,6 +1001,9 @@ pub fn exec_process(
         p.set_user(user);
     }
     if !req.additional_gids.is_empty() {
+        for g in &req.additional_gids {
+            crate::spec::check_id("--additional-gids", *g)?;
+        }
         let mut user = p.user().clone();
         user.set_additional_gids(Some(req.additional_gids.clone()));
         p.set_user(user);
@@ -950,6 +1058,7 @@ pub fn parse_process(data: &[u8], file: &Path) -> Result<oci_spec::runtime::Proc
             file.display()
         );
     }
+    crate::spec::check_user(p.user(), &format!("--process {}: user", file.display()))?;
     Ok(p)
 }
 

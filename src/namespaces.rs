@@ -240,6 +240,27 @@ pub fn plan(spec: &Spec) -> Plan {
     p
 }
 
+/// Whether the mount namespace with this nsfs device and inode is the
+/// runtime's own or the host's (PID 1's): a rootfs set up there would
+/// change the host's mounts.
+pub fn is_host_mount_namespace(dev: u64, ino: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    ["/proc/self/ns/mnt", "/proc/1/ns/mnt"]
+        .iter()
+        .any(|p| std::fs::metadata(p).is_ok_and(|o| o.dev() == dev && o.ino() == ino))
+}
+
+/// Whether the mount namespace among `fds` (joined by a path) is someone
+/// else's than the runtime's or the host's: capsa then sets up the rootfs
+/// in it, as in one it creates (runc does the same, and runtime-tools'
+/// linux_ns_path relies on it). Called before any namespace is joined.
+pub fn joins_foreign_mount_namespace(fds: &[(LinuxNamespaceType, OwnedFd)]) -> bool {
+    fds.iter()
+        .find(|(t, _)| *t == LinuxNamespaceType::Mount)
+        .and_then(|(_, fd)| nix::sys::stat::fstat(fd).ok())
+        .is_some_and(|st| !is_host_mount_namespace(st.st_dev, st.st_ino))
+}
+
 /// Checks, by asking the kernel, that `fd` is a namespace of type `t`.
 pub fn check_type(t: LinuxNamespaceType, fd: &OwnedFd) -> std::result::Result<(), String> {
     use std::os::fd::AsFd;
@@ -271,6 +292,12 @@ fn type_of_flag(bits: libc::c_int) -> Option<LinuxNamespaceType> {
 impl Plan {
     pub fn has(&self, t: LinuxNamespaceType) -> bool {
         self.types.contains(&t)
+    }
+
+    /// Whether the container gets a new namespace of type `t` (one it
+    /// has, not joined by a path).
+    pub fn creates(&self, t: LinuxNamespaceType) -> bool {
+        self.has(t) && !self.join.iter().any(|(j, _)| *j == t)
     }
 
     /// Opens every namespace to join and checks its type.
@@ -306,8 +333,14 @@ impl Plan {
     }
 
     /// In the init: join the other namespaces (becoming root of a user
-    /// namespace first), then create the cgroup one.
-    pub fn join_rest(&self, fds: &[(LinuxNamespaceType, OwnedFd)]) -> Result<()> {
+    /// namespace first), then create the cgroup one. `proc_self`: the
+    /// init's procfs directory, opened before any namespace was joined
+    /// ([`crate::sys::open_proc_self`]), for the time offsets.
+    pub fn join_rest(
+        &self,
+        fds: &[(LinuxNamespaceType, OwnedFd)],
+        proc_self: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<()> {
         for (t, fd) in fds {
             if *t != LinuxNamespaceType::Pid
                 && !(self.user_joined && *t == LinuxNamespaceType::User)
@@ -329,12 +362,21 @@ impl Plan {
                 .ctx(|| "create time namespace")?;
             // Only until a process enters the namespace: this init enters
             // it at execve, and nothing is forked before then.
+            // Through the procfs opened before a joined mount namespace
+            // could change what /proc is.
             if !offsets.is_empty() {
-                let userns = self.has(LinuxNamespaceType::User);
-                let mut f = open_timens_offsets(userns)
+                let dir = proc_self.ok_or_else(|| {
+                    Error::msg("config.json: linux.timeOffsets: no procfs handle")
+                })?;
+                let f = open_timens_offsets(dir, self.has(LinuxNamespaceType::User))
                     .ctx(|| "config.json: linux.timeOffsets: open /proc/self/timens_offsets")?;
-                std::io::Write::write_all(&mut f, offsets.as_bytes())
+                let n = nix::unistd::write(&f, offsets.as_bytes())
                     .ctx(|| "config.json: linux.timeOffsets: write /proc/self/timens_offsets")?;
+                if n != offsets.len() {
+                    crate::bail!(
+                        "config.json: linux.timeOffsets: write /proc/self/timens_offsets: short write"
+                    );
+                }
             }
         }
         Ok(())
@@ -347,14 +389,19 @@ impl Plan {
 /// dumpability (the init is then alone in its new namespaces and runs
 /// nothing of the container's), and the init is non-dumpable again before
 /// anything else happens, whether the open worked or not.
-fn open_timens_offsets(userns: bool) -> std::io::Result<std::fs::File> {
+fn open_timens_offsets(
+    proc_self: std::os::fd::BorrowedFd<'_>,
+    userns: bool,
+) -> std::result::Result<OwnedFd, nix::errno::Errno> {
     let open = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/proc/self/timens_offsets")
+        crate::sys::open_proc_file(
+            proc_self,
+            std::path::Path::new("timens_offsets"),
+            OFlag::O_WRONLY,
+        )
     };
     match open() {
-        Err(e) if userns && e.raw_os_error() == Some(libc::EACCES) => {
+        Err(nix::errno::Errno::EACCES) if userns => {
             nix::sys::prctl::set_dumpable(true)?;
             let f = open();
             if let Err(e) = nix::sys::prctl::set_dumpable(false) {

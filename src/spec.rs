@@ -92,6 +92,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .as_ref()
         .ok_or_else(|| field_err("process", "missing (a container needs a process to run)"))?;
     check_lsm(spec)?;
+    check_user(process.user(), &format!("{CONFIG}: process.user"))?;
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(field_err("process.args", "must name a program to run")),
@@ -121,6 +122,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     }
     let linux = spec.linux().as_ref();
     let mut ns_types = HashSet::new();
+    // Namespaces joined by a path that are the runtime's own (such as
+    // /proc/self/ns/net or /proc/1/ns/net): what is set in them is set on
+    // the host.
+    let mut runtimes_own = HashSet::new();
     if let Some(nss) = linux.and_then(|l| l.namespaces().as_ref()) {
         for (i, ns) in nss.iter().enumerate() {
             let field = format!("linux.namespaces[{i}]");
@@ -143,26 +148,32 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                         format!("{} is not absolute", p.display()),
                     ));
                 }
-                std::fs::metadata(p)
+                let m = std::fs::metadata(p)
                     .ctx(|| format!("{CONFIG}: {field}.path: stat {}", p.display()))?;
+                if is_runtimes_own(ns.typ(), &m) {
+                    runtimes_own.insert(ns.typ());
+                }
             }
         }
     }
     let has = |t: LinuxNamespaceType| ns_types.contains(&t);
+    // Has a namespace of this type that is not the runtime's own.
+    let owns = |t: LinuxNamespaceType| has(t) && !runtimes_own.contains(&t);
+    check_mount_namespace(spec)?;
     check_id_mappings(spec, has(LinuxNamespaceType::User))?;
     crate::rootfs::idmap::validate(spec, has(LinuxNamespaceType::User))?;
     check_time_offsets(spec)?;
-    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !owns(LinuxNamespaceType::Uts) {
         return Err(field_err(
             "hostname",
-            "setting the hostname needs a private UTS namespace",
+            uts_why(has(LinuxNamespaceType::Uts), "hostname"),
         ));
     }
-    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !owns(LinuxNamespaceType::Uts)
     {
         return Err(field_err(
             "domainname",
-            "setting the domainname needs a private UTS namespace",
+            uts_why(has(LinuxNamespaceType::Uts), "domainname"),
         ));
     }
     if let Some(mounts) = spec.mounts() {
@@ -174,6 +185,19 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 || m.options()
                     .as_ref()
                     .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+            for o in m.options().iter().flatten() {
+                if let Some((key, n)) = o.split_once('=')
+                    && matches!(key, "uid" | "gid")
+                {
+                    let ok = n.parse::<u32>().is_ok_and(|n| n <= MAX_ID);
+                    if !ok {
+                        return Err(field_err(
+                            format!("mounts[{i}].options"),
+                            format!("{o:?}: {key} must be a number from 0 to {MAX_ID}"),
+                        ));
+                    }
+                }
+            }
             if is_bind {
                 continue;
             }
@@ -205,9 +229,18 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             };
             return Err(field_err("linux.intelRdt", why));
         }
+        for (i, d) in l.devices().iter().flatten().enumerate() {
+            if let Some(uid) = d.uid() {
+                check_id(&format!("{CONFIG}: linux.devices[{i}].uid"), uid)?;
+            }
+            if let Some(gid) = d.gid() {
+                check_id(&format!("{CONFIG}: linux.devices[{i}].gid"), gid)?;
+            }
+        }
         if let Some(sysctl) = l.sysctl() {
             for key in sysctl.keys() {
                 check_sysctl(key, &has)
+                    .and_then(|()| check_sysctl_owner(key, &owns))
                     .map_err(|m| field_err(format!("linux.sysctl[{key:?}]"), m))?;
             }
         }
@@ -346,12 +379,40 @@ fn check_id_mappings(spec: &Spec, userns: bool) -> Result<()> {
     Ok(())
 }
 
+/// The highest uid or gid capsa accepts (runc's bound): above it lie ids
+/// the kernel treats specially, such as 4294967295, which as (uid_t)-1
+/// means "leave unchanged" to setresuid and would keep the container
+/// process root.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// Checks one uid or gid; `what` names it in the error ("--user
+/// \"x\": uid", "config.json: process.user.uid").
+pub fn check_id(what: &str, id: u32) -> Result<()> {
+    if id > MAX_ID {
+        return Err(Error::msg(format!(
+            "{what}: {id} is out of range (ids are 0 to {MAX_ID})"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the ids of a process's user; `field` names it in errors (such
+/// as `config.json: process.user`).
+pub fn check_user(user: &oci_spec::runtime::User, field: &str) -> Result<()> {
+    check_id(&format!("{field}.uid"), user.uid())?;
+    check_id(&format!("{field}.gid"), user.gid())?;
+    for (i, g) in user.additional_gids().iter().flatten().enumerate() {
+        check_id(&format!("{field}.additionalGids[{i}]"), *g)?;
+    }
+    Ok(())
+}
+
 /// The most ranges a uid_map or gid_map takes (Linux 4.15 and later).
 pub const MAX_ID_RANGES: usize = 340;
 
 /// One list of id mappings (`linux.uidMappings`, `mounts[3].gidMappings`,
-/// ...): at most [`MAX_ID_RANGES`] ranges, none empty, none past the
-/// 32-bit ids, none overlapping another on either side.
+/// ...): at most [`MAX_ID_RANGES`] ranges, none empty, none past
+/// [`MAX_ID`], none overlapping another on either side.
 pub fn check_map_list(field: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
     if maps.len() > MAX_ID_RANGES {
         return Err(field_err(
@@ -367,10 +428,10 @@ pub fn check_map_list(field: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -
             return Err(field_err(format!("{field}[{i}].size"), "must not be 0"));
         }
         let end = |start: u32| start as u64 + m.size() as u64;
-        if end(m.container_id()) > u32::MAX as u64 + 1 || end(m.host_id()) > u32::MAX as u64 + 1 {
+        if end(m.container_id()) > MAX_ID as u64 + 1 || end(m.host_id()) > MAX_ID as u64 + 1 {
             return Err(field_err(
                 format!("{field}[{i}]"),
-                "range overflows 32-bit ids",
+                format!("range goes past id {MAX_ID}"),
             ));
         }
         for (j, o) in maps.iter().enumerate().take(i) {
@@ -443,6 +504,117 @@ fn check_time_offsets(spec: &Spec) -> Result<()> {
                 "must be below 1000000000",
             ));
         }
+    }
+    Ok(())
+}
+
+fn uts_why(joined: bool, what: &str) -> String {
+    if joined {
+        format!(
+            "the UTS namespace joined is the runtime's own (the host's): setting the {what} \
+             would change the host's"
+        )
+    } else {
+        format!("setting the {what} needs a private UTS namespace")
+    }
+}
+
+/// Whether the namespace file whose metadata is `m` is the namespace of
+/// type `t` this process is in.
+fn is_runtimes_own(t: LinuxNamespaceType, m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = format!("/proc/self/ns/{}", crate::namespaces::proc_name(t));
+    std::fs::metadata(own).is_ok_and(|o| o.dev() == m.dev() && o.ino() == m.ino())
+}
+
+/// After [`check_sysctl`] (the namespace exists): the namespace that
+/// scopes `key` must not be the runtime's own, joined by a path.
+fn check_sysctl_owner(
+    key: &str,
+    owns: &dyn Fn(LinuxNamespaceType) -> bool,
+) -> std::result::Result<(), String> {
+    let (t, name) = if key.starts_with("net.") {
+        (LinuxNamespaceType::Network, "network")
+    } else if key.starts_with("kernel.") && !key.ends_with("name") || key.starts_with("fs.mqueue.")
+    {
+        (LinuxNamespaceType::Ipc, "IPC")
+    } else {
+        (LinuxNamespaceType::Uts, "UTS")
+    };
+    if owns(t) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {name} namespace joined is the runtime's own (the host's): \
+             setting it would change the host"
+        ))
+    }
+}
+
+/// What needs a mount namespace that is not the host's: the rootfs set-up
+/// (mounts, devices, sysctls written through the container's /proc, masked
+/// and read-only paths, a read-only root, the root's propagation). Without
+/// a mount namespace it would be skipped; in a joined one that is the
+/// runtime's own or PID 1's it would change the host's mounts (the host's
+/// `/` would become the container's root). Either way it is refused, and
+/// such a container gets only a chroot into the rootfs. A joined mount
+/// namespace of another process is set up as asked, as runc does.
+fn check_mount_namespace(spec: &Spec) -> Result<()> {
+    let mntns = crate::namespaces::configured(spec).find(|n| n.typ() == LinuxNamespaceType::Mount);
+    let joined = match mntns.map(|n| n.path()) {
+        Some(None) => return Ok(()),
+        Some(Some(path)) => {
+            use std::os::unix::fs::MetadataExt;
+            // Someone else's namespace (or a path Plan::open will refuse):
+            // set up as asked. The runtime's own or the host's: refused.
+            match std::fs::metadata(path) {
+                Ok(m) if crate::namespaces::is_host_mount_namespace(m.dev(), m.ino()) => true,
+                _ => return Ok(()),
+            }
+        }
+        None => false,
+    };
+    let why = if joined {
+        "needs a mount namespace that is not the host's (the one in linux.namespaces is joined by \
+         a path that is the runtime's own or PID 1's: setting up a rootfs there would change the \
+         host's mounts)"
+    } else {
+        "needs a private mount namespace (a \"mount\" entry in linux.namespaces)"
+    };
+    let linux = spec.linux().as_ref();
+    let nonempty = |v: Option<&Vec<String>>| v.is_some_and(|v| !v.is_empty());
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        return Err(field_err("root.readonly", why));
+    }
+    if nonempty(linux.and_then(|l| l.masked_paths().as_ref())) {
+        return Err(field_err("linux.maskedPaths", why));
+    }
+    if nonempty(linux.and_then(|l| l.readonly_paths().as_ref())) {
+        return Err(field_err("linux.readonlyPaths", why));
+    }
+    if linux
+        .and_then(|l| l.devices().as_ref())
+        .is_some_and(|d| !d.is_empty())
+    {
+        return Err(field_err("linux.devices", why));
+    }
+    if linux
+        .and_then(|l| l.sysctl().as_ref())
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(field_err(
+            "linux.sysctl",
+            format!("{why}; capsa writes sysctls through the container's /proc"),
+        ));
+    }
+    if linux
+        .and_then(|l| l.rootfs_propagation().as_ref())
+        .is_some()
+    {
+        return Err(field_err("linux.rootfsPropagation", why));
+    }
+    if joined && spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(field_err("mounts", why));
     }
     Ok(())
 }
@@ -633,6 +805,35 @@ mod tests {
         v["process"]["user"]["uid"] = "root".into();
         let e = parse(&v).unwrap_err().to_string();
         assert!(e.contains("process.user.uid"), "{e}");
+    }
+
+    #[test]
+    fn ids_above_2_31_are_refused() {
+        check_id("x", 0).unwrap();
+        check_id("x", MAX_ID).unwrap();
+        for bad in [MAX_ID + 1, u32::MAX - 1, u32::MAX] {
+            assert!(check_id("x", bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn sysctls_belong_to_their_namespace() {
+        use LinuxNamespaceType::*;
+        let owns_only = |t: LinuxNamespaceType| move |u: LinuxNamespaceType| u == t;
+        for (key, ns) in [
+            ("net.ipv4.ip_forward", Network),
+            ("kernel.shmmax", Ipc),
+            ("kernel.shm_rmid_forced", Ipc),
+            ("kernel.msgmnb", Ipc),
+            ("fs.mqueue.msg_max", Ipc),
+            ("kernel.hostname", Uts),
+            ("kernel.domainname", Uts),
+        ] {
+            assert!(check_sysctl_owner(key, &owns_only(ns)).is_ok(), "{key}");
+            for other in [Network, Ipc, Uts].into_iter().filter(|o| *o != ns) {
+                assert!(check_sysctl_owner(key, &owns_only(other)).is_err(), "{key}");
+            }
+        }
     }
 
     #[test]

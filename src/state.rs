@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
@@ -148,7 +149,7 @@ impl Store {
             }
             Err(e) => return Err(e).ctx(|| format!("create state dir {}", dir.display())),
         }
-        match lock_dir(dir.clone()) {
+        match self.lock_dir(id) {
             Ok(Some(l)) => Ok(l),
             Ok(None) => bail!("container {id:?} was deleted while it was being created"),
             Err(e) => {
@@ -166,7 +167,7 @@ impl Store {
         if !dir.join(STATE_FILE).exists() {
             return Err(not_exist(id));
         }
-        let l = lock_dir(dir)?.ok_or_else(|| not_exist(id))?;
+        let l = self.lock_dir(id)?.ok_or_else(|| not_exist(id))?;
         // Deleted while we waited.
         if !l.dir.join(STATE_FILE).exists() {
             return Err(not_exist(id));
@@ -177,7 +178,7 @@ impl Store {
     /// Whether some capsa holds the lock of a container's directory now
     /// (without waiting for it).
     pub fn is_locked(&self, id: &str) -> bool {
-        let Ok(f) = File::open(self.dir(id)) else {
+        let Ok(Some((f, _))) = self.open_dir(id) else {
             return false;
         };
         matches!(
@@ -191,16 +192,36 @@ impl Store {
     /// killed after it removed the state); `None` if there is none.
     pub fn lock_any(&self, id: &str) -> Result<Option<Locked>> {
         validate_id(id)?;
-        lock_dir(self.dir(id))
+        self.lock_dir(id)
     }
 
     /// Reads a container's state without locking (writes are atomic).
     pub fn load(&self, id: &str) -> Result<State> {
         validate_id(id)?;
         let path = self.dir(id).join(STATE_FILE);
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_exist(id)),
+        let Some((dir, _)) = self.open_dir(id)? else {
+            return Err(not_exist(id));
+        };
+        let data = match nix::fcntl::openat(
+            &dir,
+            STATE_FILE,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(fd) => {
+                use std::io::Read;
+                let mut d = Vec::new();
+                File::from(fd)
+                    .read_to_end(&mut d)
+                    .ctx(|| format!("read {}", path.display()))?;
+                d
+            }
+            Err(nix::errno::Errno::ENOENT) => return Err(not_exist(id)),
+            Err(nix::errno::Errno::ELOOP) => {
+                bail!("{}: is a symlink; refusing to follow it", path.display())
+            }
             Err(e) => return Err(e).ctx(|| format!("read {}", path.display())),
         };
         serde_json::from_slice(&data)
@@ -216,6 +237,7 @@ impl Store {
         };
         let mut ids: Vec<String> = rd
             .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter(|e| e.path().join(STATE_FILE).exists())
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
@@ -228,30 +250,74 @@ pub fn not_exist(id: &str) -> Error {
     Error::msg(format!("container {id:?} does not exist"))
 }
 
-/// Locks `dir`, waiting for the lock; `None` if there is no such
-/// directory, or none any more once the lock is ours (a delete removed it
-/// meanwhile). The lock is on the directory that is at `dir` when it is
-/// granted: one deleted and created again meanwhile is locked afresh.
-fn lock_dir(dir: PathBuf) -> Result<Option<Locked>> {
-    use std::os::unix::fs::MetadataExt;
-    loop {
-        let f = match File::open(&dir) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+impl Store {
+    /// Opens the state directory of `id` relative to the state root,
+    /// never through a symlink (a directory replaced by one is refused
+    /// with a clear error); `None` if there is none. Also returns the
+    /// root's fd.
+    fn open_dir(&self, id: &str) -> Result<Option<(File, OwnedFd)>> {
+        use nix::errno::Errno;
+        use nix::fcntl::OFlag;
+        let root = match nix::fcntl::open(
+            &self.root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(r) => r,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("open state root {}", self.root.display())),
+        };
+        let dir = self.dir(id);
+        let f = match nix::fcntl::openat(
+            &root,
+            id,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(f) => File::from(f),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                bail!(
+                    "state of container {id:?}: {} is not a directory (a symlink?); \
+                     refusing to use it",
+                    dir.display()
+                )
+            }
             Err(e) => return Err(e).ctx(|| format!("open {}", dir.display())),
         };
-        let lock = Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .ctx(|| format!("lock {}", dir.display()))?;
-        let held = lock.metadata().ctx(|| format!("stat {}", dir.display()))?;
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => {
-                return Ok(Some(Locked { dir, _lock: lock }));
+        Ok(Some((f, root)))
+    }
+
+    /// Locks the state directory of `id`, waiting for the lock; `None` if
+    /// there is no such directory, or none any more once the lock is ours
+    /// (a delete removed it meanwhile). The lock is on the directory that
+    /// is there when it is granted: one deleted and created again
+    /// meanwhile is locked afresh, a bounded number of times.
+    fn lock_dir(&self, id: &str) -> Result<Option<Locked>> {
+        use nix::errno::Errno;
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.dir(id);
+        for _ in 0..100 {
+            let Some((f, root)) = self.open_dir(id)? else {
+                return Ok(None);
+            };
+            let lock = Flock::lock(f, FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .ctx(|| format!("lock {}", dir.display()))?;
+            let held = lock.metadata().ctx(|| format!("stat {}", dir.display()))?;
+            match nix::sys::stat::fstatat(&root, id, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(m) if m.st_dev == held.dev() && m.st_ino == held.ino() => {
+                    return Ok(Some(Locked { dir, _lock: lock }));
+                }
+                Ok(_) => continue,
+                Err(Errno::ENOENT) => return Ok(None),
+                Err(e) => return Err(e).ctx(|| format!("stat {}", dir.display())),
             }
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).ctx(|| format!("stat {}", dir.display())),
         }
+        bail!(
+            "lock {}: the directory keeps being replaced; giving up",
+            dir.display()
+        )
     }
 }
 
@@ -261,14 +327,25 @@ impl Locked {
         let tmp = self.dir.join(STATE_TMP);
         let path = self.dir.join(STATE_FILE);
         let data = serde_json::to_vec(state).map_err(|e| Error::msg(e.to_string()))?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .ctx(|| format!("write {}", tmp.display()))?;
+        // Created afresh: whatever is at the temporary name (the old state
+        // a failed save left, or a hard link planted to a host file) is
+        // unlinked, never opened and truncated.
+        let create = || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+        };
+        let mut f = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp).ctx(|| format!("remove {}", tmp.display()))?;
+                create()
+            }
+            r => r,
+        }
+        .ctx(|| format!("write {}", tmp.display()))?;
         // No fsync: the state describes live processes and lives in a
         // runtime directory (tmpfs on most hosts); a crash loses the
         // processes too. The rename alone keeps readers from seeing half.

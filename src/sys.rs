@@ -489,6 +489,77 @@ pub fn mount_id(path: &std::path::Path) -> Result<u64, Errno> {
     Ok(stx.stx_mnt_id)
 }
 
+/// Whether `fd` is on a procfs (CVE-2019-16884, CVE-2025-52881: a
+/// directory or file planted or bind-mounted where /proc should be takes
+/// writes meant for the kernel).
+pub fn is_procfs(fd: BorrowedFd<'_>) -> bool {
+    nix::sys::statfs::fstatfs(fd)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+}
+
+/// This process's directory on the procfs at `/proc` of the current mount
+/// namespace, checked to be procfs. Opened while that namespace is still
+/// the host's (before a joined mount namespace changes what `/proc` is),
+/// it stays the process's own: [`write_proc_file`] writes through it.
+pub fn open_proc_self() -> Result<OwnedFd, Errno> {
+    let fd = nix::fcntl::open(
+        "/proc/self",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    use std::os::fd::AsFd;
+    if !is_procfs(fd.as_fd()) {
+        return Err(Errno::EXDEV);
+    }
+    Ok(fd)
+}
+
+/// Opens `rel` beneath the procfs directory `dir` without crossing into
+/// another mount (a file bind-mounted over a procfs entry), following no
+/// symlink and no magic link, and checks the file is on procfs.
+pub fn open_proc_file(
+    dir: BorrowedFd<'_>,
+    rel: &std::path::Path,
+    flags: nix::fcntl::OFlag,
+) -> Result<OwnedFd, Errno> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::AsFd;
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_XDEV
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                | ResolveFlag::RESOLVE_NO_SYMLINKS,
+        );
+    let mut tries = 0;
+    let fd = loop {
+        match nix::fcntl::openat2(dir, rel, how) {
+            Err(Errno::EAGAIN | Errno::EINTR) if tries < 1000 => tries += 1,
+            r => break r?,
+        }
+    };
+    if !is_procfs(fd.as_fd()) {
+        return Err(Errno::EXDEV);
+    }
+    Ok(fd)
+}
+
+/// Writes `data` to `rel` beneath the procfs directory `dir` (see
+/// [`open_proc_file`]).
+pub fn write_proc_file(
+    dir: BorrowedFd<'_>,
+    rel: &std::path::Path,
+    data: &[u8],
+) -> Result<(), Errno> {
+    let fd = open_proc_file(dir, rel, nix::fcntl::OFlag::O_WRONLY)?;
+    let n = nix::unistd::write(&fd, data)?;
+    if n != data.len() {
+        return Err(Errno::EIO);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -460,7 +460,7 @@ fn bad_idmapped_mounts_are_refused_naming_the_field() {
         &format!("config.json: mounts[{i}].gidMappings[1]: overlaps mounts[{i}].gidMappings[0]"),
     );
 
-    // An empty range, and one past the 32-bit ids.
+    // An empty range, and one past the highest id capsa accepts.
     let mut m = bind(&dir, "/d", &["bind", "idmap"], Some(map(0, 1000, 1)));
     m["gidMappings"] = map(0, 1000, 0);
     let (c, i) = with(m);
@@ -471,7 +471,7 @@ fn bad_idmapped_mounts_are_refused_naming_the_field() {
     let (c, i) = with(bind(&dir, "/d", &["bind"], Some(map(u32::MAX, 0, 2))));
     try_create(
         &c,
-        &format!("config.json: mounts[{i}].uidMappings[0]: range overflows 32-bit ids"),
+        &format!("config.json: mounts[{i}].uidMappings[0]: range goes past id 2147483647"),
     );
 
     // More ranges than a uid_map takes.

@@ -127,6 +127,10 @@ fn without_a_mount_namespace_nothing_is_mounted_on_the_host() {
     let ctx = Ctx::new("nomntns");
     let mut c = ctx.sh_config("ls /bin/busybox; readlink /proc/1/ns/mnt 2>/dev/null; echo done");
     c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}]);
+    // What needs a mount namespace is refused without one (hostile_config.rs).
+    c["root"]["readonly"] = false.into();
+    c["linux"]["maskedPaths"] = json!([]);
+    c["linux"]["readonlyPaths"] = json!([]);
     let before = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()

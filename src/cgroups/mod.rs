@@ -34,6 +34,122 @@ use std::time::Duration;
 /// The key of the cgroup2 directory in [`Record::paths`].
 pub const UNIFIED: &str = "unified";
 
+/// The extended attribute capsa sets (as root) on each cgroup directory it
+/// makes, holding the container's id. A `trusted.` attribute needs
+/// CAP_SYS_ADMIN to set, so whoever can only edit a state.json cannot make
+/// a host cgroup look like one capsa made: later commands remove, and
+/// kill what is in, only directories that carry it (see [`verify`]).
+pub const MARK: &str = "trusted.capsa.container";
+
+/// Whether capsa's marks are set and required: with root on the host
+/// (CAP_SYS_ADMIN in the initial user namespace, which `trusted.`
+/// attributes need). Rootless, the state is the caller's own to forge, and
+/// the mark could not be set anyway.
+pub fn marks_apply() -> bool {
+    !crate::rootless::is_rootless()
+}
+
+/// The id [`mkdir_all`] marks new directories with (set by
+/// [`for_container`]).
+static MARK_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Whether the cgroup directory `dir` carries capsa's mark for `id`.
+pub fn marked_for(dir: &Path, id: &str) -> bool {
+    let mut buf = [0u8; 1100];
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: valid NUL-terminated strings and a buffer of the given size.
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"trusted.capsa.container".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n >= 0 && &buf[..n as usize] == id.as_bytes()
+}
+
+fn mark(dir: &Path) -> Result<()> {
+    let Some(id) = MARK_ID.get() else {
+        return Ok(());
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::msg(format!("cgroup {}: NUL in path", dir.display())))?;
+    // SAFETY: valid NUL-terminated strings and a value of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"trusted.capsa.container".as_ptr(),
+            id.as_ptr().cast(),
+            id.len(),
+            0,
+        )
+    };
+    if r != 0 && marks_apply() {
+        return Err(Errno::last()).ctx(|| format!("mark cgroup {} as capsa's", dir.display()));
+    }
+    Ok(())
+}
+
+/// Checks a cgroup record read back from a container's state before it is
+/// used: every directory must lie on a cgroup mount of this host (by its
+/// path, under the mount point, without `..`, so nothing outside cgroupfs
+/// is ever written, listed or removed through it). As root, a directory
+/// recorded as made by `create` counts as such only if it carries capsa's
+/// mark for `id` (a forged record cannot have capsa remove a host cgroup,
+/// or kill what runs in it).
+pub fn verify(rec: &mut Record, id: &str) -> Result<()> {
+    // Without /proc (delete --force still cleans up then), the filesystem
+    // each directory is on decides.
+    let hs = mounts::hierarchies_once();
+    let on_mount = |d: &Path| {
+        d.is_absolute()
+            && !d
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            && match &hs {
+                Some(hs) => hs.iter().any(|h| d.starts_with(&h.mountpoint)),
+                None => nix::sys::statfs::statfs(d).map_or_else(
+                    |e| e == Errno::ENOENT,
+                    |s| {
+                        s.filesystem_type() == nix::sys::statfs::CGROUP_SUPER_MAGIC
+                            || s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC
+                    },
+                ),
+            }
+    };
+    for d in rec.paths.values().chain(rec.created.iter()) {
+        if !on_mount(d) {
+            return Err(Error::msg(format!(
+                "container {id:?}: state.json names cgroup {} which is not on a cgroup mount; \
+                 refusing to use it",
+                d.display()
+            )));
+        }
+    }
+    if marks_apply() {
+        // One that is gone already has nothing left to remove.
+        rec.created.retain(|d| marked_for(d, id));
+    }
+    Ok(())
+}
+
+/// The container's own directory that capsa made for `id` (marked), if
+/// any, and whether the process whose /proc/PID/cgroup is `proc_cgroup`
+/// is in it or below it (an init such as systemd moves itself into a
+/// cgroup of its own below the container's).
+pub fn in_marked_cgroup(rec: &Record, id: &str, proc_cgroup: &str) -> Option<bool> {
+    let dir = rec.dirs().into_iter().find(|d| marked_for(d, id))?;
+    let hs = mounts::hierarchies_once()?;
+    Some(hs.iter().any(|h| {
+        mounts::cgroup_in(h, proc_cgroup)
+            .and_then(|p| h.dir_of(&p))
+            .is_some_and(|p| p.starts_with(dir))
+    }))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Version {
@@ -132,6 +248,7 @@ pub trait Manager {
 /// The manager for a container about to be created: the host's layout
 /// decides the backend; `linux.cgroupsPath` (see [`path`]) the directories.
 pub fn for_container(spec: &Spec, id: &str, systemd: bool) -> Result<Box<dyn Manager>> {
+    let _ = MARK_ID.set(id.to_string());
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let inner = path::inner(cgroups_path.as_ref().and_then(|p| p.to_str()), id, systemd)?;
     let hs = mounts::hierarchies()?;
@@ -352,6 +469,9 @@ pub fn destroy(rec: &Record) -> Result<()> {
     for dir in rec.dirs() {
         if rec.created.iter().any(|c| c == dir) {
             remove_tree(dir)?;
+        } else if marks_apply() {
+            // Not made by capsa (or not provably: see `verify`): left
+            // alone.
         } else {
             // Not ours: removed when it is empty now, not waited for.
             match rmdir(dir) {
@@ -463,6 +583,7 @@ fn mkdir_all(
     match made {
         Ok(()) => {
             created.push(dir.to_path_buf());
+            mark(dir)?;
             fresh(dir)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),

@@ -73,8 +73,7 @@ impl Hierarchy {
 /// containers do), is left out, and each one kept is checked with statfs
 /// to really be a cgroup filesystem at its path.
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
+    let text = read_proc("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo")?;
     let mut hs = parse_mountinfo(&text);
     hs.retain(|h| {
         let want = if h.is_v2() {
@@ -85,6 +84,22 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>> {
         nix::sys::statfs::statfs(&h.mountpoint).is_ok_and(|s| s.filesystem_type() == want)
     });
     Ok(hs)
+}
+
+/// A procfs file, which reports no size: read into a page-sized buffer
+/// at once rather than in reads growing from 32 bytes.
+fn read_proc(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = String::with_capacity(8192);
+    std::fs::File::open(path)?.read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// [`hierarchies`], read once per process (a command that checks a state
+/// and then its init needs them twice); `None` if /proc is not there.
+pub fn hierarchies_once() -> Option<&'static [Hierarchy]> {
+    static ONCE: std::sync::OnceLock<Option<Vec<Hierarchy>>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| hierarchies().ok()).as_deref()
 }
 
 /// The cgroup mounts of a mountinfo text that no later mount hides.
@@ -135,7 +150,7 @@ fn unescape(s: &str) -> String {
 /// The text of /proc/PID/cgroup (`self` for this process).
 pub fn proc_cgroup(pid: &str) -> Result<String> {
     let p = format!("/proc/{pid}/cgroup");
-    std::fs::read_to_string(&p).ctx(|| format!("read {p}"))
+    read_proc(&p).ctx(|| format!("read {p}"))
 }
 
 /// The cgroup path of the process whose /proc/PID/cgroup is `proc_cgroup`

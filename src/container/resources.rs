@@ -21,17 +21,33 @@ fn cgroup_of(st: &State) -> Result<&Record> {
     })
 }
 
+/// The cgroup of a container whose limits or freezer capsa is about to
+/// change: as root, only one capsa made (and marked) for it, so that a
+/// state.json pointing at a host cgroup cannot have capsa freeze or limit
+/// host processes.
+fn own_cgroup_of(st: &State) -> Result<&Record> {
+    let rec = cgroup_of(st)?;
+    if crate::cgroups::marks_apply() && !cgroups::all_made_by_create(rec) {
+        bail!(
+            "container {:?}: its cgroup was not made by capsa for it; refusing to change it \
+             (is state.json forged?)",
+            st.id
+        );
+    }
+    Ok(rec)
+}
+
 impl Runtime {
     /// Merges `resources` (a runtime-spec LinuxResources document; device
     /// rules are ignored, as runc ignores them) into the resources in
     /// force and applies the result.
     pub fn update(&self, id: &str, resources: &serde_json::Value) -> Result<()> {
         let locked = self.store.lock(id)?;
-        let mut st = self.store.load(id)?;
+        let mut st = self.load_checked(id)?;
         if self.status(&st) == Status::Stopped {
             bail!("container not running");
         }
-        let rec = cgroup_of(&st)?;
+        let rec = own_cgroup_of(&st)?;
         let merged = cgroups::merge_resources(rec.resources.as_ref(), resources)?;
         cgroups::open(rec).set(&merged, &Fields::update())?;
         if let Some(rec) = st.cgroup.as_mut() {
@@ -43,11 +59,11 @@ impl Runtime {
     /// Freezes every process of a created or running container.
     pub fn pause(&self, id: &str) -> Result<()> {
         let _locked = self.store.lock(id)?;
-        let st = self.store.load(id)?;
+        let st = self.load_checked(id)?;
         if !matches!(self.status(&st), Status::Created | Status::Running) {
             bail!("container not running");
         }
-        let m = cgroups::open(cgroup_of(&st)?);
+        let m = cgroups::open(own_cgroup_of(&st)?);
         if !m.can_freeze() {
             bail!("cannot pause container {id:?}: no freezer cgroup on this host");
         }
@@ -57,16 +73,16 @@ impl Runtime {
     /// Thaws a paused container.
     pub fn resume(&self, id: &str) -> Result<()> {
         let _locked = self.store.lock(id)?;
-        let st = self.store.load(id)?;
+        let st = self.load_checked(id)?;
         if self.status(&st) != Status::Paused {
             bail!("container not paused");
         }
-        cgroups::open(cgroup_of(&st)?).freeze(false)
+        cgroups::open(own_cgroup_of(&st)?).freeze(false)
     }
 
     /// Host pids of every process in the container's cgroup.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
-        let st = self.store.load(id)?;
+        let st = self.load_checked(id)?;
         match &st.cgroup {
             Some(rec) => cgroups::pids(cgroups::open(rec).as_ref()),
             None if self.status(&st) == Status::Stopped => Ok(Vec::new()),
@@ -127,7 +143,7 @@ impl Runtime {
         if interval.is_zero() {
             bail!("duration interval must be greater than 0");
         }
-        let st = self.store.load(id)?;
+        let st = self.load_checked(id)?;
         if matches!(self.status(&st), Status::Stopped | Status::Creating) {
             bail!("container with id {id} is not running");
         }

@@ -133,7 +133,20 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
     // alone in new namespaces, out of any container process's reach.
     protect_binary();
     crate::logging::phase("init: cgroups joined, go-ahead received");
-    init.ns.join_rest(&init.ns_fds)?;
+    // Writes to this process's procfs files go through a handle opened
+    // now, while /proc is still the host's: a joined mount namespace may
+    // have anything at /proc (CVE-2025-52881).
+    let proc_self = if process.oom_score_adj().is_some()
+        || init.ns.new_timens.as_ref().is_some_and(|o| !o.is_empty())
+    {
+        Some(crate::sys::open_proc_self().ctx(|| "open /proc/self (is /proc a procfs?)")?)
+    } else {
+        None
+    };
+    // Decided before joining: /proc/self/ns/mnt is still the runtime's.
+    let foreign_mntns = crate::namespaces::joins_foreign_mount_namespace(&init.ns_fds);
+    init.ns
+        .join_rest(&init.ns_fds, proc_self.as_ref().map(|f| f.as_fd()))?;
     crate::logging::phase("init: namespaces");
     if !init.no_new_keyring
         && let Err(e) = crate::sys::join_session_keyring(init.id)
@@ -149,10 +162,17 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         crate::sys::setdomainname(d)
             .ctx(|| format!("config.json: domainname: setdomainname {d:?}"))?;
     }
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .ctx(|| format!("config.json: process.oomScoreAdj: write {adj}"))?;
+    if let Some(adj) = process.oom_score_adj()
+        && let Some(dir) = &proc_self
+    {
+        crate::sys::write_proc_file(
+            dir.as_fd(),
+            Path::new("oom_score_adj"),
+            adj.to_string().as_bytes(),
+        )
+        .ctx(|| format!("config.json: process.oomScoreAdj: write {adj}"))?;
     }
+    drop(proc_self);
     let idmapped = |i: usize| idmapped_mount(&init.chan, i);
     let rootfs = Rootfs {
         spec,
@@ -162,16 +182,17 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         idmapped: &idmapped,
     };
     // Without a mount namespace of its own the container shares the
-    // runtime's: capsa then changes no mounts (they would land on the host)
-    // and only chroots into the rootfs.
-    let own_mntns = init.ns.has(LinuxNamespaceType::Mount);
+    // runtime's, and a joined one is someone else's: capsa then changes no
+    // mounts (they would land on the host) and only chroots into the
+    // rootfs. Spec loading refused whatever else such a config asks of
+    // the rootfs.
+    let own_mntns = init.ns.creates(LinuxNamespaceType::Mount) || foreign_mntns;
     if own_mntns {
         rootfs.prepare()?;
         crate::logging::phase("init: mounts, devices, sysctls, masked paths");
     } else if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         crate::logging::warn(
-            "config.json: mounts, devices, sysctls, masked and read-only paths are not applied: \
-             the container has no mount namespace of its own",
+            "config.json: mounts are not applied: the container has no mount namespace of its own",
         );
     }
     if init.console.is_some() && !own_mntns {
@@ -470,8 +491,15 @@ fn switch_user(process: &Process, keep_caps: bool) -> Result<()> {
     Ok(())
 }
 
+/// Read from the container's /proc, which capsa mounted, and believed
+/// only if it is a procfs (not a file the image put there).
 fn setgroups_denied() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open("/proc/self/setgroups") else {
+        return false;
+    };
+    let mut s = String::new();
+    crate::sys::is_procfs(f.as_fd()) && f.read_to_string(&mut s).is_ok() && s.trim() == "deny"
 }
 
 /// `env`, plus HOME from the container's /etc/passwd when unset.

@@ -424,15 +424,69 @@ fn hook_state(id: &str, bundle: &Bundle, pid: Pid, status: &str) -> serde_json::
 }
 
 /// Writes the pid file atomically (temporary file + rename), as runc does.
+/// The temporary is created afresh (`O_CREAT|O_EXCL|O_NOFOLLOW`) relative
+/// to the directory's fd, never opened through whatever is at its name: a
+/// symlink planted there is removed (unlink does not follow it), not
+/// written through. rename() replaces the target itself, never what a
+/// symlink there points at.
 pub fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{OFlag, open, openat, renameat};
+    use nix::sys::stat::Mode;
     let path = std::path::absolute(path).ctx(|| format!("pid file {}", path.display()))?;
     let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).ctx(|| format!("write pid file {}", path.display()))
+    let Some(name) = path.file_name() else {
+        return Err(Error::msg(format!(
+            "pid file {}: not a file name",
+            path.display()
+        )));
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = dir.join(&tmp_name);
+    let dirfd = open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("pid file: open {}", dir.display()))?;
+    let mut tries = 0;
+    let f = loop {
+        match openat(
+            &dirfd,
+            tmp_name.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        ) {
+            Ok(f) => break f,
+            // Left by a capsa killed half-way, or planted: remove the
+            // entry itself and create ours, a bounded number of times.
+            Err(Errno::EEXIST) if tries < 3 => {
+                tries += 1;
+                match nix::unistd::unlinkat(
+                    &dirfd,
+                    tmp_name.as_os_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                ) {
+                    Ok(()) | Err(Errno::ENOENT) => {}
+                    Err(e) => {
+                        return Err(e).ctx(|| format!("write pid file: remove {}", tmp.display()));
+                    }
+                }
+            }
+            Err(e) => return Err(e).ctx(|| format!("write pid file {}", tmp.display())),
+        }
+    };
+    let written = nix::unistd::write(&f, pid.to_string().as_bytes());
+    drop(f);
+    let done = written.and_then(|_| renameat(&dirfd, tmp_name.as_os_str(), &dirfd, name));
+    if done.is_err() {
+        let _ = nix::unistd::unlinkat(
+            &dirfd,
+            tmp_name.as_os_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+    }
+    done.ctx(|| format!("write pid file {}", path.display()))
 }

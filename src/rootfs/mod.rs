@@ -514,27 +514,35 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
     .ctx(|| "remount read-only")
 }
 
-/// Writes one `linux.sysctl` entry through the container's own procfs,
-/// checked to be a real procfs so a planted file cannot take the write.
+/// Writes one `linux.sysctl` entry through the container's own procfs:
+/// its /proc checked to be a procfs, and the entry opened beneath it
+/// without crossing a mount (a host file bind-mounted over a sysctl, as in
+/// CVE-2025-52881) or following a symlink, and checked to be on procfs.
 fn write_sysctl(root: BorrowedFd<'_>, key: &str, value: &str) -> Result<()> {
     let field = format!("config.json: linux.sysctl[{key:?}]");
-    let rel: PathBuf = Path::new("/proc/sys").join(key.replace('.', "/"));
-    let fd = paths::open_in(
+    let rel: PathBuf = Path::new("sys").join(key.replace('.', "/"));
+    let proc = paths::open_in(
         root,
-        &rel,
-        OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
+        Path::new("/proc"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
         ResolveFlag::RESOLVE_NO_SYMLINKS,
     )
-    .ctx(|| format!("{field}: open {}", rel.display()))?;
-    let fs = nix::sys::statfs::fstatfs(fd.as_fd()).ctx(|| format!("{field}: statfs"))?;
-    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+    .ctx(|| format!("{field}: open /proc"))?;
+    if !crate::sys::is_procfs(proc.as_fd()) {
         return Err(Error::msg(format!(
-            "{field}: {} is not on procfs (is /proc mounted?)",
-            rel.display()
+            "{field}: /proc is not a procfs (is /proc mounted?)"
         )));
     }
-    nix::unistd::write(&fd, value.as_bytes()).ctx(|| format!("{field}: write {value:?}"))?;
-    Ok(())
+    crate::sys::write_proc_file(proc.as_fd(), &rel, value.as_bytes()).map_err(|e| {
+        let what = match e {
+            Errno::EXDEV => "crosses a mount or is not on procfs".to_string(),
+            e => crate::error::errno_text(e),
+        };
+        Error::msg(format!(
+            "{field}: write {value:?} to /proc/{}: {what}",
+            rel.display()
+        ))
+    })
 }
 
 /// Makes the mount `rootfs` lies on private in this mount namespace (only

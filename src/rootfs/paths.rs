@@ -42,12 +42,17 @@ pub fn open_in(
         .flags(flags | OFlag::O_CLOEXEC)
         .mode(Mode::empty())
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | extra);
-    loop {
-        match openat2(root, &relative(path), how) {
+    // EAGAIN: a rename raced the lookup (RESOLVE_IN_ROOT retries `..`
+    // itself only so often). A running container (under `exec`) could
+    // rename without end: the retries are bounded.
+    let rel = relative(path);
+    for _ in 0..1000 {
+        match openat2(root, &rel, how) {
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
             r => return r,
         }
     }
+    Err(Errno::EAGAIN)
 }
 
 /// An O_PATH handle on `path` inside `root`.
@@ -60,13 +65,55 @@ pub fn fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
+/// The most symlinks followed by hand while creating a path (the
+/// kernel's own limit for one lookup).
+const MAX_HOPS: u32 = 40;
+
 /// Creates `path` and its missing parents as directories inside `root`
-/// and returns an O_PATH handle on it.
+/// and returns an O_PATH handle on it. A symlink on the way that dangles
+/// (an image's `/var/run -> /run` without `/run`) is followed inside the
+/// root and its missing target created there, as runc does.
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, display: &Path) -> Result<OwnedFd> {
-    let rel = relative(path);
+    mkdir_all_in(root, &relative(path), display, &mut 0)
+}
+
+/// Where a dangling symlink named `name` in the directory `dir` (whose
+/// path inside the root is `dir_path`) points, as a path inside the root;
+/// `None` if `name` is not a symlink.
+fn dangling_target(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &std::ffi::OsStr,
+    display: &Path,
+    hops: &mut u32,
+) -> Result<Option<PathBuf>> {
+    let target = match nix::fcntl::readlinkat(dir, name) {
+        Ok(t) => PathBuf::from(t),
+        Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e).ctx(|| format!("readlink {}", display.display())),
+    };
+    *hops += 1;
+    if *hops > MAX_HOPS {
+        return Err(Errno::ELOOP).ctx(|| format!("open {}", display.display()));
+    }
+    // RESOLVE_IN_ROOT treats an absolute target as relative to the root,
+    // and keeps `..` from climbing out of it.
+    Ok(Some(if target.is_absolute() {
+        relative(&target)
+    } else {
+        relative(&dir_path.join(target))
+    }))
+}
+
+fn mkdir_all_in(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    display: &Path,
+    hops: &mut u32,
+) -> Result<OwnedFd> {
     match open_in(
         root,
-        &rel,
+        rel,
         OFlag::O_PATH | OFlag::O_DIRECTORY,
         ResolveFlag::empty(),
     ) {
@@ -82,7 +129,9 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, display: &Path) -> Result<Ow
         ResolveFlag::empty(),
     )
     .ctx(|| "open rootfs")?;
-    for comp in rel.components() {
+    let comps: Vec<_> = rel.components().collect();
+    for (i, comp) in comps.iter().enumerate() {
+        let parent_path = prefix.clone();
         prefix.push(comp);
         let fd = match open_in(
             root,
@@ -92,6 +141,17 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, display: &Path) -> Result<Ow
         ) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
+                if let Some(target) = dangling_target(
+                    parent.as_fd(),
+                    &parent_path,
+                    comp.as_os_str(),
+                    display,
+                    hops,
+                )? {
+                    let mut rest = target;
+                    rest.extend(&comps[i + 1..]);
+                    return mkdir_all_in(root, &rest, display, hops);
+                }
                 match nix::sys::stat::mkdirat(
                     parent.as_fd(),
                     comp.as_os_str(),
@@ -116,19 +176,29 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, display: &Path) -> Result<Ow
 }
 
 /// Makes sure a file exists at `path` inside `root` (creating an empty one
-/// and its parents if needed) and returns an O_PATH handle on it.
+/// and its parents if needed) and returns an O_PATH handle on it. A
+/// dangling symlink at `path` or on the way is followed inside the root,
+/// and the file created where it points.
 pub fn ensure_file(root: BorrowedFd<'_>, path: &Path, display: &Path) -> Result<OwnedFd> {
-    match open_path(root, path) {
+    ensure_file_in(root, &relative(path), display, &mut 0)
+}
+
+fn ensure_file_in(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    display: &Path,
+    hops: &mut u32,
+) -> Result<OwnedFd> {
+    match open_path(root, rel) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(e).ctx(|| format!("open {}", display.display())),
     }
-    let rel = relative(path);
     let parent = rel.parent().unwrap_or(Path::new("."));
     let name = rel.file_name().ok_or_else(|| {
         crate::error::Error::msg(format!("{}: not a file path", display.display()))
     })?;
-    let dir = mkdir_all(root, parent, display)?;
+    let dir = mkdir_all_in(root, parent, display, hops)?;
     // An O_PATH directory fd is a valid dirfd for openat.
     match nix::fcntl::openat(
         dir.as_fd(),
@@ -136,10 +206,15 @@ pub fn ensure_file(root: BorrowedFd<'_>, path: &Path, display: &Path) -> Result<
         OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         Mode::from_bits_truncate(0o644),
     ) {
-        Ok(_) | Err(Errno::EEXIST) => {}
+        Ok(_) => {}
+        Err(Errno::EEXIST) => {
+            if let Some(target) = dangling_target(dir.as_fd(), parent, name, display, hops)? {
+                return ensure_file_in(root, &target, display, hops);
+            }
+        }
         Err(e) => return Err(e).ctx(|| format!("create {}", display.display())),
     }
-    open_path(root, path).ctx(|| format!("open {}", display.display()))
+    open_path(root, rel).ctx(|| format!("open {}", display.display()))
 }
 
 #[cfg(test)]
@@ -167,6 +242,28 @@ mod tests {
         assert!(dir.join("root/made2").is_dir());
         ensure_file(root.as_fd(), Path::new("/escape/f"), Path::new("x")).unwrap();
         assert!(dir.join("root/f").is_file());
+        // Dangling symlinks are followed inside the root, their targets
+        // made there: on the way, at the end, relative and climbing out.
+        std::fs::create_dir(dir.join("root/var")).unwrap();
+        symlink("/run", dir.join("root/var/run")).unwrap();
+        mkdir_all(root.as_fd(), Path::new("/var/run/t1"), Path::new("x")).unwrap();
+        assert!(dir.join("root/run/t1").is_dir());
+        symlink(
+            "../../../../../capsa-dangling-out",
+            dir.join("root/inside/out"),
+        )
+        .unwrap();
+        mkdir_all(root.as_fd(), Path::new("/inside/out/d"), Path::new("x")).unwrap();
+        assert!(dir.join("root/capsa-dangling-out/d").is_dir());
+        assert!(!Path::new("/capsa-dangling-out").exists());
+        symlink("/var/run/sub/f", dir.join("root/linkf")).unwrap();
+        ensure_file(root.as_fd(), Path::new("/linkf"), Path::new("x")).unwrap();
+        assert!(dir.join("root/run/sub/f").is_file());
+        // A loop is an error, not a hang.
+        symlink("loop2/x", dir.join("root/loop1")).unwrap();
+        symlink("loop1/y", dir.join("root/loop2")).unwrap();
+        assert!(mkdir_all(root.as_fd(), Path::new("/loop1/z"), Path::new("x")).is_err());
+        assert!(ensure_file(root.as_fd(), Path::new("/loop1"), Path::new("x")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
