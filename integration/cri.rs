@@ -1,0 +1,854 @@
+//! Kubernetes' path to the runtime: a CRI v1 client (what kubelet does)
+//! talking to containerd 1.6's CRI plugin, which writes the bundles and
+//! drives the runtime through `containerd-shim-runc-v2` as the runtime
+//! handler `capsa` (`BinaryName` = the runtime under test, cgroupfs driver).
+//!
+//! Each test starts a private containerd (own root, state, sockets, CNI
+//! configuration, IPAM store, network namespaces under its state dir, a
+//! bridge and a /24 of its own, a stream server on a random local port),
+//! imports a busybox image and a pause image built offline, and tears all
+//! of it down when it ends, pass or fail. What is asserted is seen from
+//! inside the containers (ExecSync) or through CRI.
+//!
+//! `CAPSA_CLIENT_RUNTIME=/usr/sbin/runc` runs the same tests against runc.
+
+mod common;
+
+use common::*;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+const CNI_BIN: &str = "/usr/lib/cni";
+const BUSYBOX: &str = "docker.io/library/busybox:capsa";
+const PAUSE: &str = "docker.io/library/pause:capsa";
+const HANDLER: &str = "capsa";
+/// Kubernetes' pod namespace for the pods the tests make.
+const K8S_NAMESPACE: &str = "capsa-cri";
+/// What one CRI call may take before the test fails (kubelet's default is 2 min).
+const RPC_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Calls one CRI method on `$c`'s runtime service and waits for it.
+macro_rules! call {
+    ($c:expr, $method:ident, $req:expr) => {{
+        let mut client = $c.client.clone();
+        $c.rpc(stringify!($method), client.$method($req))
+    }};
+}
+
+/// A private containerd with the CRI plugin on and a connected client.
+struct Cri {
+    rt: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+    daemon: Child,
+    /// The CNI bridge (created by the bridge plugin, removed on drop).
+    bridge: String,
+    /// The CNI network's name (its cached results under /var/lib/cni).
+    network: String,
+    /// The first three octets of the pods' /24, with a trailing dot.
+    subnet: String,
+    /// The cgroup (in every hierarchy) that holds the pods' cgroups.
+    cgroup_root: String,
+    dir: Scratch,
+}
+
+/// A pod sandbox and the configuration it was made from.
+struct Pod {
+    id: String,
+    config: cri::PodSandboxConfig,
+}
+
+impl Cri {
+    fn start() -> Cri {
+        require("containerd");
+        require("ctr");
+        require("containerd-shim-runc-v2");
+        for p in ["bridge", "host-local", "loopback", "portmap"] {
+            assert!(
+                Path::new(CNI_BIN).join(p).is_file(),
+                "{CNI_BIN}/{p} is missing: run `make integration-deps` \
+                 (apt-get install containernetworking-plugins)"
+            );
+        }
+        let dir = Scratch::new("capsa-cri");
+        let name = unique("capsa-cri");
+        let n: u32 = name.rsplit('-').next().unwrap().parse().unwrap();
+        let bridge = format!("ccri{:x}x{n}", std::process::id());
+        let subnet = free_subnet(n);
+        let d = &dir.path;
+        for sub in ["cni", "logs", "ipam"] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        // No gateway and no masquerading: the plugin then neither turns on
+        // the host's ip_forward nor writes iptables rules; the pods still
+        // get a veth on the bridge and an address from host-local.
+        let cni = format!(
+            r#"{{"cniVersion":"0.4.0","name":"{name}","plugins":[
+  {{"type":"bridge","bridge":"{bridge}","isGateway":false,"ipMasq":false,
+    "ipam":{{"type":"host-local","ranges":[[{{"subnet":"{subnet}0/24"}}]],"dataDir":"{ipam}"}}}},
+  {{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#,
+            ipam = d.join("ipam").display(),
+        );
+        fs::write(d.join("cni/10-capsa.conflist"), cni).unwrap();
+        let cri_plugin = r#"plugins."io.containerd.grpc.v1.cri""#;
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[{cri_plugin}]
+  sandbox_image = "{PAUSE}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+  [{cri_plugin}.containerd]
+    default_runtime_name = "{HANDLER}"
+    [{cri_plugin}.containerd.runtimes.{HANDLER}]
+      runtime_type = "io.containerd.runc.v2"
+      [{cri_plugin}.containerd.runtimes.{HANDLER}.options]
+        BinaryName = "{binary}"
+        Root = "{runtime_root}"
+        SystemdCgroup = false
+  [{cri_plugin}.cni]
+    bin_dir = "{CNI_BIN}"
+    conf_dir = "{cni}"
+    max_conf_num = 1
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = d.join("containerd.sock").display(),
+            binary = runtime().display(),
+            runtime_root = d.join("runtime-root").display(),
+            cni = d.join("cni").display(),
+        );
+        fs::write(d.join("config.toml"), config).unwrap();
+        let log = fs::File::create(d.join("containerd.log")).unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = connect(&rt, d.join("containerd.sock"));
+        let c = Cri {
+            rt,
+            client: RuntimeServiceClient::new(channel),
+            daemon,
+            bridge,
+            network: name.clone(),
+            subnet,
+            cgroup_root: name,
+            dir,
+        };
+        wait_for(30, "containerd's CRI plugin to answer", || {
+            call!(c, version, cri::VersionRequest::default()).ok()
+        });
+        // kubelet waits for the runtime and the network to be ready.
+        wait_for(30, "CRI RuntimeReady and NetworkReady", || {
+            let st = call!(c, status, cri::StatusRequest { verbose: false }).ok()?;
+            let conds = st.status?.conditions;
+            conds.iter().all(|c| c.status).then_some(())
+        });
+        for img in [busybox_image(), pause_image()] {
+            ok(run_limited(
+                120,
+                "ctr",
+                &[
+                    "-a",
+                    &c.address(),
+                    "-n",
+                    "k8s.io",
+                    "images",
+                    "import",
+                    img.to_str().unwrap(),
+                ],
+            ));
+        }
+        // CRI learns of imported images from containerd's events.
+        let mut images = ImageServiceClient::new(c.channel());
+        for img in [BUSYBOX, PAUSE] {
+            wait_for(20, &format!("CRI to know the image {img}"), || {
+                let req = cri::ImageStatusRequest {
+                    image: Some(cri::ImageSpec {
+                        image: img.into(),
+                        ..Default::default()
+                    }),
+                    verbose: false,
+                };
+                let st = c.rpc("ImageStatus", images.image_status(req)).ok()?;
+                st.image.map(|_| ())
+            });
+        }
+        c
+    }
+
+    /// A channel to containerd's socket (gRPC over a unix socket).
+    fn channel(&self) -> Channel {
+        connect(&self.rt, self.dir.join("containerd.sock"))
+    }
+
+    fn address(&self) -> String {
+        self.dir.join("containerd.sock").display().to_string()
+    }
+
+    /// Runs one CRI call to its end; panics if containerd does not answer
+    /// within RPC_TIMEOUT.
+    fn rpc<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        self.try_rpc(RPC_TIMEOUT, fut)
+            .unwrap_or_else(|| panic!("CRI {what}: no answer within {RPC_TIMEOUT:?}"))
+    }
+
+    fn try_rpc<T>(
+        &self,
+        limit: Duration,
+        fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Option<Result<T, tonic::Status>> {
+        let r = self
+            .rt
+            .block_on(async { tokio::time::timeout(limit, fut).await });
+        r.ok().map(|r| r.map(|r| r.into_inner()))
+    }
+
+    /// The runtime's state root for CRI's containerd namespace.
+    fn runtime_root(&self) -> PathBuf {
+        self.dir.join("runtime-root/k8s.io")
+    }
+
+    /// A pod as kubelet describes it: own network and IPC namespaces,
+    /// a PID namespace per container, a log directory and a cgroup parent.
+    fn pod_config(&self, name: &str) -> cri::PodSandboxConfig {
+        let uid = unique("uid");
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.into(),
+                uid: uid.clone(),
+                namespace: K8S_NAMESPACE.into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory: self.dir.join(&format!("logs/{name}")).display().to_string(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: format!("/{}/pod{uid}", self.cgroup_root),
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(namespaces(
+                        cri::NamespaceMode::Pod,
+                        cri::NamespaceMode::Container,
+                        cri::NamespaceMode::Pod,
+                    )),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn run_pod(&self, name: &str, edit: impl FnOnce(&mut cri::PodSandboxConfig)) -> Pod {
+        let mut config = self.pod_config(name);
+        edit(&mut config);
+        let resp = call!(
+            self,
+            run_pod_sandbox,
+            cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: HANDLER.into(),
+            }
+        )
+        .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}"));
+        Pod {
+            id: resp.pod_sandbox_id,
+            config,
+        }
+    }
+
+    fn pod_status(&self, pod: &Pod) -> cri::PodSandboxStatusResponse {
+        call!(
+            self,
+            pod_sandbox_status,
+            cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.id.clone(),
+                verbose: true,
+            }
+        )
+        .expect("PodSandboxStatus")
+    }
+
+    /// The pod's network namespace file, from the sandbox's OCI spec that
+    /// containerd reports in the verbose status.
+    fn pod_netns(&self, pod: &Pod) -> PathBuf {
+        let st = self.pod_status(pod);
+        let info: serde_json::Value =
+            serde_json::from_str(st.info.get("info").expect("verbose info")).unwrap();
+        let ns = info["runtimeSpec"]["linux"]["namespaces"]
+            .as_array()
+            .expect("namespaces in the sandbox spec")
+            .iter()
+            .find(|n| n["type"] == "network")
+            .expect("a network namespace");
+        PathBuf::from(ns["path"].as_str().expect("a netns path"))
+    }
+
+    /// Creates and starts a container in `pod`: `cmd` is its command
+    /// (Kubernetes' command, the image's entrypoint is replaced); it shares
+    /// the pod's namespace options unless `edit` changes them.
+    fn start_container(
+        &self,
+        pod: &Pod,
+        name: &str,
+        cmd: &[&str],
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+    ) -> String {
+        let id = self.create_container(pod, name, cmd, edit);
+        call!(
+            self,
+            start_container,
+            cri::StartContainerRequest {
+                container_id: id.clone()
+            }
+        )
+        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        id
+    }
+
+    fn create_container(
+        &self,
+        pod: &Pod,
+        name: &str,
+        cmd: &[&str],
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+    ) -> String {
+        let ns = pod
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone());
+        let mut config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            linux: Some(cri::LinuxContainerConfig {
+                resources: None,
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: ns,
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        edit(&mut config);
+        call!(
+            self,
+            create_container,
+            cri::CreateContainerRequest {
+                pod_sandbox_id: pod.id.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.config.clone()),
+            }
+        )
+        .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
+        .container_id
+    }
+
+    /// ExecSync `sh -c script` (kubelet's probes and `kubectl exec` without
+    /// a terminal).
+    fn exec(&self, id: &str, script: &str) -> cri::ExecSyncResponse {
+        call!(
+            self,
+            exec_sync,
+            cri::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: vec!["sh".into(), "-c".into(), script.into()],
+                timeout: 30,
+            }
+        )
+        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e}"))
+    }
+
+    /// ExecSync that must exit 0; returns its stdout.
+    #[track_caller]
+    fn sh(&self, id: &str, script: &str) -> String {
+        let r = self.exec(id, script);
+        let out = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert_eq!(
+            r.exit_code,
+            0,
+            "exec {script:?} failed: stdout {out:?} stderr {:?}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        out
+    }
+
+    fn status(&self, id: &str) -> cri::ContainerStatus {
+        call!(
+            self,
+            container_status,
+            cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            }
+        )
+        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+        .status
+        .expect("a container status")
+    }
+
+    /// StopContainer with a grace period; returns how long it took.
+    fn stop(&self, id: &str, grace: i64) -> Duration {
+        let t = Instant::now();
+        call!(
+            self,
+            stop_container,
+            cri::StopContainerRequest {
+                container_id: id.into(),
+                timeout: grace,
+            }
+        )
+        .unwrap_or_else(|e| panic!("StopContainer {id}: {e}"));
+        t.elapsed()
+    }
+
+    fn remove(&self, id: &str) {
+        call!(
+            self,
+            remove_container,
+            cri::RemoveContainerRequest {
+                container_id: id.into()
+            }
+        )
+        .unwrap_or_else(|e| panic!("RemoveContainer {id}: {e}"));
+    }
+
+    /// StopPodSandbox then RemovePodSandbox, as kubelet ends a pod.
+    fn end_pod(&self, pod: &Pod) {
+        let id = pod.id.clone();
+        call!(
+            self,
+            stop_pod_sandbox,
+            cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone()
+            }
+        )
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}"));
+        call!(
+            self,
+            remove_pod_sandbox,
+            cri::RemovePodSandboxRequest { pod_sandbox_id: id }
+        )
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}"));
+    }
+
+    /// The container's log file (CRI format: `TIME STREAM F|P TEXT`).
+    fn log_path(&self, pod: &Pod, name: &str) -> PathBuf {
+        Path::new(&pod.config.log_directory).join(format!("{name}.log"))
+    }
+
+    /// Waits until the log file holds a stdout line with exactly `text`.
+    fn wait_log(&self, path: &Path, text: &str) {
+        wait_for(20, &format!("{text:?} in {}", path.display()), || {
+            let log = fs::read_to_string(path).unwrap_or_default();
+            log_lines(&log).iter().any(|l| l == text).then_some(())
+        });
+    }
+
+    /// After every pod is gone: CRI lists nothing, and neither shims,
+    /// runtime state, mounts, network namespaces nor the containers'
+    /// cgroups are left.
+    fn assert_nothing_left(&self, cgroups: &[String], netns: &[PathBuf]) {
+        let pods = call!(
+            self,
+            list_pod_sandbox,
+            cri::ListPodSandboxRequest::default()
+        )
+        .unwrap();
+        assert!(pods.items.is_empty(), "pods left: {:?}", pods.items);
+        let ctrs = call!(self, list_containers, cri::ListContainersRequest::default()).unwrap();
+        assert!(
+            ctrs.containers.is_empty(),
+            "containers left: {:?}",
+            ctrs.containers
+        );
+        // The shims carry the daemon's address on their command line and
+        // exit shortly after their last task is deleted.
+        let addr = self.address();
+        wait_for(20, "the shims to exit", || {
+            pids_with_cmdline(&format!("-address {addr}"))
+                .is_empty()
+                .then_some(())
+        });
+        let rt = runtime().display().to_string();
+        let root = self.runtime_root().display().to_string();
+        let listed = ok(run_limited(20, &rt, &["--root", &root, "list", "-q"]));
+        assert_eq!(listed.trim(), "", "runtime state left in {root}");
+        let mounts = mounts_under(&self.dir.path);
+        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+        for ns in netns {
+            assert!(!ns.exists(), "netns {} left", ns.display());
+        }
+        for cg in cgroups {
+            assert!(!cgroup_exists(cg), "cgroup {cg} left");
+        }
+    }
+
+    /// The cgroup path CRI gives a container (or sandbox) of `pod` with the
+    /// cgroupfs driver.
+    fn cgroup_of(&self, pod: &Pod, id: &str) -> String {
+        let parent = &pod.config.linux.as_ref().unwrap().cgroup_parent;
+        format!("{parent}/{id}")
+    }
+}
+
+impl Drop for Cri {
+    fn drop(&mut self) {
+        // As kubelet would: stop and remove every pod (their containers go
+        // with them), without panicking again if containerd is stuck.
+        let limit = Duration::from_secs(30);
+        let mut client = self.client.clone();
+        if let Some(Ok(list)) = self.try_rpc(
+            limit,
+            client.list_pod_sandbox(cri::ListPodSandboxRequest::default()),
+        ) {
+            for p in list.items {
+                let mut client = self.client.clone();
+                let _ = self.try_rpc(
+                    limit,
+                    client.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: p.id.clone(),
+                    }),
+                );
+                let mut client = self.client.clone();
+                let _ = self.try_rpc(
+                    limit,
+                    client.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: p.id,
+                    }),
+                );
+            }
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        kill_matching(&format!("-address {}", self.address()));
+        // Containers CRI could not remove: the runtime kills and deletes them.
+        let rt = runtime().display().to_string();
+        let root = self.runtime_root().display().to_string();
+        if Path::new(&root).exists() {
+            let listed = stdout(&run_limited(20, &rt, &["--root", &root, "list", "-q"]));
+            for id in listed.lines().filter(|l| !l.is_empty()) {
+                let _ = run_limited(20, &rt, &["--root", &root, "delete", "--force", id]);
+            }
+        }
+        remove_cgroup(&self.cgroup_root);
+        let _ = run_limited(10, "ip", &["link", "del", &self.bridge]);
+        if let Ok(rd) = fs::read_dir("/var/lib/cni/results") {
+            let prefix = format!("{}-", self.network);
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        if std::thread::panicking()
+            && let Ok(log) = fs::read_to_string(self.dir.join("containerd.log"))
+        {
+            eprintln!("containerd.log, warnings and errors:");
+            for l in log.lines().filter(|l| !l.contains("level=info")) {
+                eprintln!("  {l}");
+            }
+        }
+        // The Scratch (dropped next) unmounts what is left under the dir:
+        // network namespaces, shm, rootfs overlays.
+    }
+}
+
+fn connect(rt: &tokio::runtime::Runtime, sock: PathBuf) -> Channel {
+    // The channel's worker task needs the runtime; it connects on first use.
+    rt.block_on(async {
+        Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let sock = sock.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(sock).await?,
+                    ))
+                }
+            }))
+    })
+}
+
+fn namespaces(
+    net: cri::NamespaceMode,
+    pid: cri::NamespaceMode,
+    ipc: cri::NamespaceMode,
+) -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        network: net as i32,
+        pid: pid as i32,
+        ipc: ipc as i32,
+        ..Default::default()
+    }
+}
+
+/// A /24 in 10.213.0.0/16 that no route on this host uses yet.
+fn free_subnet(n: u32) -> String {
+    let routes = stdout(&run_limited(
+        10,
+        "ip",
+        &["-4", "route", "show", "table", "all"],
+    ));
+    let start = std::process::id().wrapping_mul(7).wrapping_add(n * 31);
+    (0..250)
+        .map(|i| format!("10.213.{}.", (start + i) % 250 + 1))
+        .find(|p| !routes.contains(p.as_str()))
+        .expect("a free /24 in 10.213.0.0/16")
+}
+
+/// The text of a CRI log file's complete stdout lines.
+fn log_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let _time = f.next()?;
+            let stream = f.next()?;
+            let tag = f.next()?;
+            (stream == "stdout" && tag == "F").then(|| f.next().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+fn string_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A capability set from /proc/PID/status text (`CapEff:` etc.).
+#[allow(dead_code)]
+fn cap_set(status: &str, field: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
+}
+
+#[allow(dead_code)]
+fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .map(|l| l[field.len()..].trim().to_string())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+#[allow(dead_code)]
+const CAP_CHOWN: u64 = 1 << 0;
+#[allow(dead_code)]
+const CAP_NET_ADMIN: u64 = 1 << 12;
+
+#[test]
+fn pod_network_exec_logs_stop_and_nothing_left() {
+    let c = Cri::start();
+    let pod = c.run_pod("net", |_| {});
+    let st = c.pod_status(&pod);
+    let status = st.status.as_ref().unwrap();
+    assert_eq!(status.state, cri::PodSandboxState::SandboxReady as i32);
+    let ip = status.network.as_ref().expect("pod network").ip.clone();
+    assert!(
+        ip.starts_with(&c.subnet),
+        "pod ip {ip} not in {}0/24",
+        c.subnet
+    );
+    let netns = c.pod_netns(&pod);
+    assert!(netns.starts_with(&c.dir.path), "{}", netns.display());
+
+    let script = "echo \"started in $(pwd) as $GREETING\"; \
+        trap 'echo got-term; exit 0' TERM; \
+        while :; do if [ -e /tmp/tick ]; then rm -f /tmp/tick; echo tick; fi; sleep 0.1; done";
+    let main = c.start_container(&pod, "main", &["sh", "-c"], |cfg| {
+        cfg.args = vec![script.into()];
+        cfg.working_dir = "/home/user".into();
+        cfg.envs = vec![cri::KeyValue {
+            key: "GREETING".into(),
+            value: "hello cri".into(),
+        }];
+    });
+    let log = c.log_path(&pod, "main");
+    c.wait_log(&log, "started in /home/user as hello cri");
+
+    // The pod's own network namespace: lo and eth0 with the pod's address,
+    // nothing else.
+    let addrs = c.sh(&main, "ip -o addr show");
+    assert!(
+        addrs.contains("lo") && addrs.contains("inet 127.0.0.1/8"),
+        "{addrs}"
+    );
+    assert!(
+        addrs.contains("eth0") && addrs.contains(&format!("inet {ip}/24")),
+        "{addrs}"
+    );
+    let links = c.sh(&main, "ls /sys/class/net | sort | tr '\\n' ' '");
+    assert_eq!(links.trim(), "eth0 lo");
+    let host_net = fs::read_link("/proc/self/ns/net").unwrap();
+    let net = c.sh(&main, "readlink /proc/self/ns/net");
+    assert_ne!(net.trim(), host_net.to_str().unwrap());
+
+    // The container's own PID namespace, its command as pid 1; exec gets
+    // the container's environment and working directory.
+    let init = c.sh(&main, "tr '\\0' ' ' < /proc/1/cmdline");
+    assert!(init.starts_with("sh -c echo"), "{init}");
+    assert_eq!(
+        c.sh(&main, "echo $GREETING; pwd"),
+        "hello cri\n/home/user\n"
+    );
+    assert_eq!(c.sh(&main, "hostname"), "net\n");
+
+    // ExecSync: exit codes and both streams come back.
+    let r = c.exec(&main, "echo out; echo oops >&2; exit 3");
+    assert_eq!(r.exit_code, 3);
+    assert_eq!(string_of(&r.stdout), "out\n");
+    assert_eq!(string_of(&r.stderr), "oops\n");
+    // ...and a timeout ends the call and the process.
+    let t = Instant::now();
+    let timed_out = call!(
+        c,
+        exec_sync,
+        cri::ExecSyncRequest {
+            container_id: main.clone(),
+            cmd: vec!["sleep".into(), "47".into()],
+            timeout: 1,
+        }
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "ExecSync timeout took {:?}",
+        t.elapsed()
+    );
+    match timed_out {
+        Err(e) => assert!(e.message().contains("timeout"), "{e}"),
+        Ok(r) => panic!("ExecSync with timeout 1 returned {r:?}"),
+    }
+    wait_for(10, "the timed-out exec to be killed", || {
+        let ps = c.sh(&main, "ps -o args");
+        (!ps.contains("sleep 47")).then_some(())
+    });
+
+    // ContainerStatus and ContainerStats.
+    let s = c.status(&main);
+    assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+    assert!(s.started_at > 0 && s.created_at > 0);
+    assert_eq!(s.log_path, log.display().to_string());
+    assert_eq!(s.metadata.as_ref().unwrap().name, "main");
+    let stats = call!(
+        c,
+        container_stats,
+        cri::ContainerStatsRequest {
+            container_id: main.clone()
+        }
+    )
+    .expect("ContainerStats")
+    .stats
+    .expect("stats");
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value);
+    assert!(cpu.unwrap_or(0) > 0, "cpu usage {cpu:?}");
+    let mem = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value);
+    assert!(mem.unwrap_or(0) > 0, "memory working set {mem:?}");
+
+    // Log rotation: the file is renamed, ReopenContainerLog makes a new one
+    // that gets the lines written after.
+    let rotated = log.with_extension("log.1");
+    fs::rename(&log, &rotated).unwrap();
+    call!(
+        c,
+        reopen_container_log,
+        cri::ReopenContainerLogRequest {
+            container_id: main.clone()
+        }
+    )
+    .expect("ReopenContainerLog");
+    assert!(log.exists(), "ReopenContainerLog made no new log file");
+    c.sh(&main, "touch /tmp/tick");
+    c.wait_log(&log, "tick");
+    let old = fs::read_to_string(&rotated).unwrap();
+    assert!(!log_lines(&old).contains(&"tick".to_string()), "{old}");
+
+    // StopContainer: SIGTERM, which this one handles at once...
+    let took = c.stop(&main, 10);
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    let s = c.status(&main);
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(s.exit_code, 0);
+    assert!(s.finished_at >= s.started_at);
+    c.wait_log(&log, "got-term");
+    // ...and one that ignores it is killed when the grace period ends.
+    let stubborn = c.start_container(
+        &pod,
+        "stubborn",
+        &[
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
+        |_| {},
+    );
+    c.wait_log(&c.log_path(&pod, "stubborn"), "ready");
+    let took = c.stop(&stubborn, 2);
+    assert!(took >= Duration::from_secs(2), "stop took {took:?}");
+    assert!(took < Duration::from_secs(15), "stop took {took:?}");
+    let s = c.status(&stubborn);
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(s.exit_code, 137);
+
+    for id in [&main, &stubborn] {
+        c.remove(id);
+        let gone = call!(
+            c,
+            container_status,
+            cri::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            }
+        );
+        assert!(gone.is_err(), "removed container still has a status");
+    }
+    let cgroups = vec![
+        c.cgroup_of(&pod, &main),
+        c.cgroup_of(&pod, &stubborn),
+        c.cgroup_of(&pod, &pod.id),
+    ];
+    c.end_pod(&pod);
+    c.assert_nothing_left(&cgroups, &[netns]);
+}
