@@ -650,7 +650,6 @@ fn string_of(b: &[u8]) -> String {
 }
 
 /// A capability set from /proc/PID/status text (`CapEff:` etc.).
-#[allow(dead_code)]
 fn cap_set(status: &str, field: &str) -> u64 {
     let line = status
         .lines()
@@ -659,7 +658,6 @@ fn cap_set(status: &str, field: &str) -> u64 {
     u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
 }
 
-#[allow(dead_code)]
 fn status_field(status: &str, field: &str) -> String {
     status
         .lines()
@@ -668,9 +666,7 @@ fn status_field(status: &str, field: &str) -> String {
         .unwrap_or_else(|| panic!("no {field} in {status}"))
 }
 
-#[allow(dead_code)]
 const CAP_CHOWN: u64 = 1 << 0;
-#[allow(dead_code)]
 const CAP_NET_ADMIN: u64 = 1 << 12;
 
 #[test]
@@ -851,4 +847,473 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
     ];
     c.end_pod(&pod);
     c.assert_nothing_left(&cgroups, &[netns]);
+}
+
+/// The namespaces of the calling process as `readlink` prints them.
+fn host_ns(kind: &str) -> String {
+    fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// `readlink /proc/self/ns/KIND` for each kind, inside the container.
+fn container_ns(c: &Cri, id: &str, kinds: &[&str]) -> Vec<String> {
+    let script: Vec<String> = kinds
+        .iter()
+        .map(|k| format!("readlink /proc/self/ns/{k}"))
+        .collect();
+    c.sh(id, &script.join("; "))
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn host_network_pid_and_ipc_pods() {
+    use cri::NamespaceMode::{Container, Node, Pod};
+    let c = Cri::start();
+    let kinds = ["net", "pid", "ipc", "uts", "mnt"];
+    let host: Vec<String> = kinds.iter().map(|k| host_ns(k)).collect();
+
+    // hostNetwork + hostPID + hostIPC: the host's namespaces (and, with
+    // the host's network, its UTS namespace), a mount namespace of its own.
+    let pod = c.run_pod("hostns", |p| {
+        // kubelet sets no hostname for a hostNetwork pod: it keeps the
+        // node's (a runtime cannot set one without a UTS namespace).
+        p.hostname = String::new();
+        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.namespace_options = Some(namespaces(Node, Node, Node));
+    });
+    let st = c.pod_status(&pod);
+    assert_eq!(st.status.unwrap().network.unwrap_or_default().ip, "");
+    let id = c.start_container(&pod, "c", &["sleep", "1001"], |_| {});
+    let inside = container_ns(&c, &id, &kinds);
+    assert_eq!(inside[..4], host[..4], "net, pid, ipc, uts");
+    assert_ne!(inside[4], host[4], "mnt");
+    // The host's processes are visible: this test's own pid among them.
+    let me = std::process::id();
+    assert_eq!(
+        c.sh(&id, &format!("tr '\\0' ' ' < /proc/{me}/cmdline")),
+        fs::read_to_string(format!("/proc/{me}/cmdline"))
+            .unwrap()
+            .replace('\0', " ")
+    );
+
+    // Only hostPID: the pod's own network and IPC namespaces.
+    let pod2 = c.run_pod("hostpid", |p| {
+        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.namespace_options = Some(namespaces(Pod, Node, Pod));
+    });
+    let id2 = c.start_container(&pod2, "c", &["sleep", "1002"], |_| {});
+    let inside = container_ns(&c, &id2, &kinds);
+    assert_ne!(inside[0], host[0], "net");
+    assert_eq!(inside[1], host[1], "pid");
+    assert_ne!(inside[2], host[2], "ipc");
+    assert_ne!(inside[3], host[3], "uts");
+
+    // Only hostIPC, and a PID namespace per container.
+    let pod3 = c.run_pod("hostipc", |p| {
+        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.namespace_options = Some(namespaces(Pod, Container, Node));
+    });
+    let id3 = c.start_container(&pod3, "c", &["sleep", "1003"], |_| {});
+    let inside = container_ns(&c, &id3, &kinds);
+    assert_ne!(inside[0], host[0], "net");
+    assert_ne!(inside[1], host[1], "pid");
+    assert_eq!(inside[2], host[2], "ipc");
+    assert_eq!(c.sh(&id3, "tr '\\0' ' ' < /proc/1/cmdline"), "sleep 1003 ");
+
+    let mut cgroups = Vec::new();
+    for (pod, id) in [(&pod, &id), (&pod2, &id2), (&pod3, &id3)] {
+        cgroups.push(c.cgroup_of(pod, id));
+        cgroups.push(c.cgroup_of(pod, &pod.id));
+        c.end_pod(pod);
+    }
+    c.assert_nothing_left(&cgroups, &[]);
+}
+
+#[test]
+fn containers_share_the_pods_network_ipc_and_pid_namespaces() {
+    use cri::NamespaceMode::Pod;
+    let c = Cri::start();
+    // shareProcessNamespace: true.
+    let pod = c.run_pod("shared", |p| {
+        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.namespace_options = Some(namespaces(Pod, Pod, Pod));
+    });
+    let listener = c.start_container(&pod, "listener", &["nc", "-l", "-p", "7777"], |_| {});
+    let other = c.start_container(&pod, "other", &["sleep", "1002"], |_| {});
+    let kinds = ["net", "ipc", "uts", "pid"];
+    let a = container_ns(&c, &listener, &kinds);
+    let b = container_ns(&c, &other, &kinds);
+    assert_eq!(a, b);
+    // pid 1 is the pause process, and each sees the other's processes.
+    let ps = c.sh(&other, "ps -o pid,args");
+    assert!(ps.contains("nc -l -p 7777"), "{ps}");
+    let pause = c.sh(&other, "tr '\\0' ' ' < /proc/1/cmdline");
+    assert!(pause.starts_with("sh -c trap"), "{pause}");
+    assert!(c.sh(&listener, "ps -o args").contains("sleep 1002"));
+    // The pod's /dev/shm is one.
+    c.sh(&listener, "echo shared > /dev/shm/mark");
+    assert_eq!(c.sh(&other, "cat /dev/shm/mark"), "shared\n");
+    assert_eq!(c.sh(&other, "hostname"), "shared\n");
+    // Same network namespace: the other container reaches the listener
+    // on the pod's loopback; what it sends lands in the listener's log.
+    wait_for(10, "the listener to listen", || {
+        c.sh(&other, "netstat -ltn").contains(":7777").then_some(())
+    });
+    c.sh(&other, "echo hello-over-lo | nc -w 2 127.0.0.1 7777");
+    c.wait_log(&c.log_path(&pod, "listener"), "hello-over-lo");
+
+    let cgroups = vec![
+        c.cgroup_of(&pod, &listener),
+        c.cgroup_of(&pod, &other),
+        c.cgroup_of(&pod, &pod.id),
+    ];
+    c.end_pod(&pod);
+    c.assert_nothing_left(&cgroups, &[]);
+}
+
+/// A directory of host volumes on a shared mount of its own (CRI wants
+/// HostToContainer sources shared or slave, Bidirectional ones shared).
+struct Volumes {
+    dir: Scratch,
+}
+
+impl Volumes {
+    fn new() -> Volumes {
+        use nix::mount::{MsFlags, mount};
+        let dir = Scratch::new("capsa-cri-vol");
+        let p = &dir.path;
+        mount(Some(p), p, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
+        mount(
+            None::<&str>,
+            p,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .expect("make-shared");
+        for d in ["private/sub", "h2c/sub", "h2c/sub2", "bidi/sub", "ro"] {
+            fs::create_dir_all(p.join(d)).unwrap();
+        }
+        Volumes { dir }
+    }
+
+    fn tmpfs(&self, rel: &str, file: &str) {
+        use nix::mount::{MsFlags, mount};
+        let at = self.dir.join(rel);
+        mount(
+            Some("tmpfs"),
+            &at,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mount tmpfs");
+        fs::write(at.join(file), "from-host\n").unwrap();
+    }
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    mounts_under(p).iter().any(|m| m == p)
+}
+
+#[test]
+fn volumes_private_host_to_container_and_bidirectional() {
+    let vols = Volumes::new();
+    let c = Cri::start();
+    let v = |rel: &str| vols.dir.join(rel).display().to_string();
+    fs::write(vols.dir.join("ro/file"), "read-only\n").unwrap();
+    fs::write(vols.dir.join("private/file"), "private\n").unwrap();
+    // Bidirectional needs a privileged container (and pod) in Kubernetes.
+    let pod = c.run_pod("vols", |p| {
+        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.privileged = true;
+    });
+    use cri::MountPropagation::*;
+    let mounts = [
+        (v("private"), "/mnt/private", PropagationPrivate, false),
+        (v("h2c"), "/mnt/h2c", PropagationHostToContainer, false),
+        (v("bidi"), "/mnt/bidi", PropagationBidirectional, false),
+        (v("ro"), "/mnt/ro", PropagationPrivate, true),
+    ];
+    let id = c.start_container(&pod, "c", &["sleep", "1001"], |cfg| {
+        let sc = cfg.linux.as_mut().unwrap();
+        sc.security_context.as_mut().unwrap().privileged = true;
+        cfg.mounts = mounts
+            .iter()
+            .map(|(host, ctr, prop, ro)| cri::Mount {
+                host_path: host.clone(),
+                container_path: ctr.to_string(),
+                readonly: *ro,
+                propagation: *prop as i32,
+                ..Default::default()
+            })
+            .collect();
+    });
+    assert_eq!(c.sh(&id, "cat /mnt/private/file"), "private\n");
+    assert_eq!(c.sh(&id, "cat /mnt/ro/file"), "read-only\n");
+    let r = c.exec(&id, "echo x > /mnt/ro/new");
+    assert_ne!(r.exit_code, 0, "a readonly volume took a write");
+    assert!(
+        string_of(&r.stderr).contains("Read-only"),
+        "{}",
+        string_of(&r.stderr)
+    );
+
+    // Host to container: a mount made on the host after the start shows
+    // inside the HostToContainer volume, not inside the private one.
+    vols.tmpfs("h2c/sub", "mark");
+    vols.tmpfs("private/sub", "mark");
+    assert_eq!(c.sh(&id, "cat /mnt/h2c/sub/mark"), "from-host\n");
+    assert_eq!(c.sh(&id, "ls /mnt/private/sub | wc -l").trim(), "0");
+    // ...and a mount made inside a HostToContainer volume stays inside.
+    c.sh(
+        &id,
+        "mount -t tmpfs in /mnt/h2c/sub2 && touch /mnt/h2c/sub2/x",
+    );
+    assert!(!is_mount_point(&vols.dir.join("h2c/sub2")));
+
+    // Bidirectional: a mount made inside appears on the host.
+    c.sh(
+        &id,
+        "mount -t tmpfs in /mnt/bidi/sub && echo from-inside > /mnt/bidi/sub/mark",
+    );
+    let host_side = vols.dir.join("bidi/sub");
+    assert!(
+        is_mount_point(&host_side),
+        "the inside mount is not on the host"
+    );
+    assert_eq!(
+        fs::read_to_string(host_side.join("mark")).unwrap(),
+        "from-inside\n"
+    );
+
+    let s = c.status(&id);
+    let bidi = s
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/mnt/bidi")
+        .expect("the bidi mount in the status");
+    assert_eq!(bidi.propagation, PropagationBidirectional as i32);
+
+    let cgroups = vec![c.cgroup_of(&pod, &id), c.cgroup_of(&pod, &pod.id)];
+    c.end_pod(&pod);
+    // The mount made inside stays on the host (as with runc); the volume
+    // owner (here the Volumes guard) removes it.
+    c.assert_nothing_left(&cgroups, &[]);
+}
+
+fn secctx(cfg: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+}
+
+#[test]
+fn security_context_users_caps_seccomp_and_paths() {
+    use cri::security_profile::ProfileType;
+    let c = Cri::start();
+    let pod = c.run_pod("sec", |p| {
+        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        sc.privileged = true;
+    });
+
+    // runAsUser/runAsGroup/supplementalGroups, readOnlyRootFilesystem,
+    // allowPrivilegeEscalation: false, seccomp RuntimeDefault.
+    let user = c.start_container(&pod, "user", &["sleep", "1001"], |cfg| {
+        let sc = secctx(cfg);
+        sc.run_as_user = Some(cri::Int64Value { value: 1234 });
+        sc.run_as_group = Some(cri::Int64Value { value: 2345 });
+        sc.supplemental_groups = vec![3456, 3457];
+        sc.readonly_rootfs = true;
+        sc.no_new_privs = true;
+        sc.seccomp = Some(cri::SecurityProfile {
+            profile_type: ProfileType::RuntimeDefault as i32,
+            localhost_ref: String::new(),
+        });
+    });
+    assert_eq!(c.sh(&user, "id -u; id -g"), "1234\n2345\n");
+    let groups = c.sh(&user, "id -G");
+    for g in ["2345", "3456", "3457"] {
+        assert!(groups.split_whitespace().any(|x| x == g), "{groups}");
+    }
+    let r = c.exec(&user, "touch /tmp/x");
+    assert_ne!(r.exit_code, 0);
+    assert!(
+        string_of(&r.stderr).contains("Read-only"),
+        "{}",
+        string_of(&r.stderr)
+    );
+    let st = c.sh(&user, "cat /proc/self/status");
+    assert_eq!(status_field(&st, "NoNewPrivs:"), "1");
+    assert_eq!(status_field(&st, "Seccomp:"), "2");
+    // The default profile refuses what it leaves out (unshare, for one).
+    let r = c.exec(&user, "unshare -U true");
+    assert_ne!(r.exit_code, 0, "unshare passed the default seccomp profile");
+
+    // Root with NET_ADMIN added and CHOWN dropped, seccomp Unconfined,
+    // masked and readonly paths of its own.
+    let root = c.start_container(&pod, "root", &["sleep", "1002"], |cfg| {
+        let sc = secctx(cfg);
+        sc.capabilities = Some(cri::Capability {
+            add_capabilities: vec!["NET_ADMIN".into()],
+            drop_capabilities: vec!["CHOWN".into()],
+            ..Default::default()
+        });
+        sc.seccomp = Some(cri::SecurityProfile {
+            profile_type: ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        });
+        sc.masked_paths = vec!["/proc/kcore".into(), "/proc/loadavg".into()];
+        sc.readonly_paths = vec!["/proc/sys".into(), "/etc".into()];
+    });
+    let st = c.sh(&root, "cat /proc/self/status");
+    let eff = cap_set(&st, "CapEff:");
+    assert!(eff & CAP_NET_ADMIN != 0, "CapEff {eff:x}");
+    assert!(eff & CAP_CHOWN == 0, "CapEff {eff:x}");
+    assert_eq!(cap_set(&st, "CapBnd:"), eff);
+    assert_eq!(status_field(&st, "Seccomp:"), "0");
+    assert_eq!(status_field(&st, "NoNewPrivs:"), "0");
+    let r = c.exec(&root, "chown 1:1 /tmp");
+    assert_ne!(r.exit_code, 0, "chown without CAP_CHOWN");
+    c.sh(&root, "ip link set lo mtu 9000 && ip link set lo mtu 65536");
+    assert_eq!(c.sh(&root, "wc -c < /proc/loadavg").trim(), "0");
+    assert_ne!(c.sh(&root, "wc -c < /proc/uptime").trim(), "0");
+    let r = c.exec(&root, "touch /etc/x");
+    assert!(
+        string_of(&r.stderr).contains("Read-only"),
+        "{}",
+        string_of(&r.stderr)
+    );
+    c.sh(&root, "touch /tmp/x");
+    let mi = c.sh(&root, "grep ' /proc/sys ' /proc/self/mountinfo");
+    assert!(mi.split(' ').nth(5).unwrap_or("").starts_with("ro"), "{mi}");
+
+    // Privileged: every capability the daemon has, no masks, host devices.
+    let privileged = c.start_container(&pod, "priv", &["sleep", "1003"], |cfg| {
+        secctx(cfg).privileged = true;
+    });
+    let st = c.sh(&privileged, "cat /proc/self/status");
+    let host = fs::read_to_string(format!("/proc/{}/status", c.daemon.id())).unwrap();
+    assert_eq!(cap_set(&st, "CapEff:"), cap_set(&host, "CapEff:"));
+    assert_eq!(status_field(&st, "Seccomp:"), "0");
+    assert_ne!(c.sh(&privileged, "wc -c < /proc/loadavg").trim(), "0");
+    let mi = c.sh(&privileged, "grep ' /sys ' /proc/self/mountinfo");
+    assert!(mi.split(' ').nth(5).unwrap_or("").starts_with("rw"), "{mi}");
+    if Path::new("/dev/kmsg").exists() {
+        c.sh(&privileged, "test -c /dev/kmsg");
+        let r = c.exec(&root, "test -e /dev/kmsg");
+        assert_ne!(r.exit_code, 0, "an unprivileged container has /dev/kmsg");
+    }
+
+    let mut cgroups = vec![c.cgroup_of(&pod, &pod.id)];
+    for id in [&user, &root, &privileged] {
+        cgroups.push(c.cgroup_of(&pod, id));
+    }
+    c.end_pod(&pod);
+    c.assert_nothing_left(&cgroups, &[]);
+}
+
+/// The container's memory limit, CFS quota and period, and CPU shares
+/// (weight on cgroup v2) from its own cgroup files, read inside.
+const CGROUP_LIMITS: &str = "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then \
+      cat /sys/fs/cgroup/memory.max; cat /sys/fs/cgroup/cpu.max; cat /sys/fs/cgroup/cpu.weight; \
+    else \
+      cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+      echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us); \
+      cat /sys/fs/cgroup/cpu/cpu.shares; \
+    fi";
+
+#[test]
+fn resources_limits_update_and_stats() {
+    let c = Cri::start();
+    let pod = c.run_pod("res", |_| {});
+    let mib = 1024 * 1024;
+    let id = c.start_container(&pod, "c", &["sleep", "1001"], |cfg| {
+        cfg.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
+            cpu_period: 100000,
+            cpu_quota: 50000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 64 * mib,
+            ..Default::default()
+        });
+    });
+    let v2 = c
+        .exec(&id, "test -f /sys/fs/cgroup/cgroup.controllers")
+        .exit_code
+        == 0;
+    let want = |mem: i64, quota: i64| {
+        if v2 {
+            // cgroup v2: shares 512 are weight 1 + (512-2)*9999/262142.
+            format!("{mem}\n{quota} 100000\n20\n")
+        } else {
+            format!("{mem}\n{quota} 100000\n512\n")
+        }
+    };
+    assert_eq!(c.sh(&id, CGROUP_LIMITS), want(64 * mib, 50000));
+
+    // kubectl's in-place resize / kubelet's UpdateContainerResources.
+    call!(
+        c,
+        update_container_resources,
+        cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                cpu_period: 100000,
+                cpu_quota: 20000,
+                cpu_shares: 512,
+                memory_limit_in_bytes: 96 * mib,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    )
+    .expect("UpdateContainerResources");
+    assert_eq!(c.sh(&id, CGROUP_LIMITS), want(96 * mib, 20000));
+
+    // The limit holds: a process that holds more is OOM-killed (where no
+    // swap lets it page out instead).
+    let swaps = fs::read_to_string("/proc/swaps").unwrap_or_default();
+    if swaps.lines().count() <= 1 {
+        let r = c.exec(
+            &id,
+            "head -c 200m /dev/zero | tail > /dev/null && echo survived",
+        );
+        assert!(
+            !string_of(&r.stdout).contains("survived") && r.exit_code != 0,
+            "200 MiB held in a 96 MiB container: {r:?}"
+        );
+    }
+
+    let stats = call!(
+        c,
+        container_stats,
+        cri::ContainerStatsRequest {
+            container_id: id.clone()
+        }
+    )
+    .expect("ContainerStats")
+    .stats
+    .expect("stats");
+    let attrs = stats.attributes.expect("attributes");
+    assert_eq!(attrs.id, id);
+    assert!(
+        stats
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .unwrap()
+            .value
+            > 0
+    );
+    assert!(stats.memory.and_then(|m| m.usage_bytes).unwrap().value > 0);
+
+    let cgroups = vec![c.cgroup_of(&pod, &id), c.cgroup_of(&pod, &pod.id)];
+    c.end_pod(&pod);
+    c.assert_nothing_left(&cgroups, &[]);
 }
