@@ -756,6 +756,16 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
         (!ps.contains("sleep 47")).then_some(())
     });
 
+    // The shim keeps the runtime's state where the handler's Root says
+    // (the root the clean-up and the final check look in).
+    let listed = ok(run_limited(
+        20,
+        &runtime().display().to_string(),
+        &["--root", c.runtime_root().to_str().unwrap(), "list", "-q"],
+    ));
+    assert!(listed.lines().any(|l| l == main), "{listed}");
+    assert!(listed.lines().any(|l| l == pod.id), "{listed}");
+
     // ContainerStatus and ContainerStats.
     let s = c.status(&main);
     assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
