@@ -149,10 +149,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         crate::sys::setdomainname(d)
             .ctx(|| format!("config.json: domainname: setdomainname {d:?}"))?;
     }
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .ctx(|| format!("config.json: process.oomScoreAdj: write {adj}"))?;
-    }
+    set_oom_score_adj(process, "config.json")?;
     let idmapped = |i: usize| idmapped_mount(&init.chan, i);
     let rootfs = Rootfs {
         spec,
@@ -671,4 +668,16 @@ fn wait_for_start_and_exec(
     };
     let _ = nix::unistd::write(&conn, msg.as_bytes());
     std::process::exit(127);
+}
+
+/// Applies `process.oomScoreAdj` to the calling process. Called while it
+/// is still in the runtime's mount namespace, so /proc is the host's
+/// procfs, not one the container could have replaced. `what` names the
+/// file the process came from (config.json, or exec's --process file).
+pub(crate) fn set_oom_score_adj(process: &Process, what: &str) -> Result<()> {
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| format!("{what}: process.oomScoreAdj: write {adj}"))?;
+    }
+    Ok(())
 }
