@@ -640,7 +640,9 @@ fn log_lines(log: &str) -> Vec<String> {
             let _time = f.next()?;
             let stream = f.next()?;
             let tag = f.next()?;
-            (stream == "stdout" && tag == "F").then(|| f.next().unwrap_or("").to_string())
+            // A terminal's lines end in \r\n; CRI splits at the \n.
+            (stream == "stdout" && tag == "F")
+                .then(|| f.next().unwrap_or("").trim_end_matches('\r').to_string())
         })
         .collect()
 }
@@ -672,7 +674,13 @@ const CAP_NET_ADMIN: u64 = 1 << 12;
 #[test]
 fn pod_network_exec_logs_stop_and_nothing_left() {
     let c = Cri::start();
-    let pod = c.run_pod("net", |_| {});
+    // The pod's sysctls (namespaced ones: net for the pod's network
+    // namespace, kernel.shm* for its IPC namespace) reach its containers.
+    let pod = c.run_pod("net", |p| {
+        let sysctls = &mut p.linux.as_mut().unwrap().sysctls;
+        sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "80".into());
+        sysctls.insert("kernel.shm_rmid_forced".into(), "1".into());
+    });
     let st = c.pod_status(&pod);
     let status = st.status.as_ref().unwrap();
     assert_eq!(status.state, cri::PodSandboxState::SandboxReady as i32);
@@ -718,6 +726,11 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
 
     // The container's own PID namespace, its command as pid 1; exec gets
     // the container's environment and working directory.
+    let sysctls = c.sh(
+        &main,
+        "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced",
+    );
+    assert_eq!(sysctls, "80\n1\n");
     let init = c.sh(&main, "tr '\\0' ' ' < /proc/1/cmdline");
     assert!(init.starts_with("sh -c echo"), "{init}");
     assert_eq!(
@@ -819,7 +832,25 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
     assert_eq!(s.exit_code, 0);
     assert!(s.finished_at >= s.started_at);
     c.wait_log(&log, "got-term");
-    // ...and one that ignores it is killed when the grace period ends.
+    // A container with a terminal (`kubectl run -t`): its output reaches
+    // the log through the pty the runtime handed the shim.
+    let tty = c.start_container(
+        &pod,
+        "tty",
+        &[
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; sleep 1000",
+        ],
+        |cfg| {
+            cfg.tty = true;
+            cfg.stdin = true;
+        },
+    );
+    c.wait_log(&c.log_path(&pod, "tty"), "on-a-tty");
+    c.sh(&tty, "test -c /dev/console");
+    c.stop(&tty, 0);
+    // A container that ignores SIGTERM is killed when the grace period ends.
     let stubborn = c.start_container(
         &pod,
         "stubborn",
@@ -838,7 +869,7 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     assert_eq!(s.exit_code, 137);
 
-    for id in [&main, &stubborn] {
+    for id in [&main, &stubborn, &tty] {
         c.remove(id);
         let gone = call!(
             c,
@@ -853,6 +884,7 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
     let cgroups = vec![
         c.cgroup_of(&pod, &main),
         c.cgroup_of(&pod, &stubborn),
+        c.cgroup_of(&pod, &tty),
         c.cgroup_of(&pod, &pod.id),
     ];
     c.end_pod(&pod);
@@ -1251,9 +1283,31 @@ fn resources_limits_update_and_stats() {
             cpu_quota: 50000,
             cpu_shares: 512,
             memory_limit_in_bytes: 64 * mib,
+            // kubelet's for a BestEffort pod's containers.
+            oom_score_adj: 1000,
+            cpuset_cpus: "0".into(),
             ..Default::default()
         });
+        // A host device mapped in under another name.
+        cfg.devices = vec![cri::Device {
+            container_path: "/dev/capsa-null".into(),
+            host_path: "/dev/null".into(),
+            permissions: "rw".into(),
+        }];
     });
+    assert_eq!(c.sh(&id, "cat /proc/self/oom_score_adj"), "1000\n");
+    assert_eq!(c.sh(&id, "cat /proc/1/oom_score_adj"), "1000\n");
+    let cpuset = if c.exec(&id, "test -d /sys/fs/cgroup/cpuset").exit_code == 0 {
+        "cat /sys/fs/cgroup/cpuset/cpuset.cpus"
+    } else {
+        "cat /sys/fs/cgroup/cpuset.cpus"
+    };
+    assert_eq!(c.sh(&id, cpuset), "0\n");
+    assert_eq!(c.sh(&id, "taskset -p 1 | sed 's/.*: //'"), "1\n");
+    c.sh(
+        &id,
+        "test -c /dev/capsa-null && echo x > /dev/capsa-null && head -c 1 /dev/capsa-null | wc -c",
+    );
     let v2 = c
         .exec(&id, "test -f /sys/fs/cgroup/cgroup.controllers")
         .exit_code
@@ -1301,6 +1355,30 @@ fn resources_limits_update_and_stats() {
         );
     }
 
+    // A container whose process goes past its limit is OOM-killed, and
+    // CRI says so: the shim watches the cgroup the runtime made.
+    let mut oom_ids = Vec::new();
+    if swaps.lines().count() <= 1 {
+        let oom = c.start_container(
+            &pod,
+            "oom",
+            &["sh", "-c", "head -c 100m /dev/zero | tail"],
+            |cfg| {
+                cfg.linux.as_mut().unwrap().resources = Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 32 * mib,
+                    ..Default::default()
+                });
+            },
+        );
+        let s = wait_for(30, "the oom container to exit", || {
+            let s = c.status(&oom);
+            (s.state == cri::ContainerState::ContainerExited as i32).then_some(s)
+        });
+        assert_eq!(s.exit_code, 137, "{s:?}");
+        assert_eq!(s.reason, "OOMKilled", "{s:?}");
+        oom_ids.push(oom);
+    }
+
     let stats = call!(
         c,
         container_stats,
@@ -1323,7 +1401,8 @@ fn resources_limits_update_and_stats() {
     );
     assert!(stats.memory.and_then(|m| m.usage_bytes).unwrap().value > 0);
 
-    let cgroups = vec![c.cgroup_of(&pod, &id), c.cgroup_of(&pod, &pod.id)];
+    let mut cgroups = vec![c.cgroup_of(&pod, &id), c.cgroup_of(&pod, &pod.id)];
+    cgroups.extend(oom_ids.iter().map(|o| c.cgroup_of(&pod, o)));
     c.end_pod(&pod);
     c.assert_nothing_left(&cgroups, &[]);
 }
