@@ -680,6 +680,13 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
         let sysctls = &mut p.linux.as_mut().unwrap().sysctls;
         sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "80".into());
         sysctls.insert("kernel.shm_rmid_forced".into(), "1".into());
+        // Written by containerd into the pod's resolv.conf, which the
+        // runtime binds into each container (no traffic goes there).
+        p.dns_config = Some(cri::DnsConfig {
+            servers: vec!["192.0.2.53".into()],
+            searches: vec!["capsa.test".into()],
+            options: vec!["ndots:2".into()],
+        });
     });
     let st = c.pod_status(&pod);
     let status = st.status.as_ref().unwrap();
@@ -738,12 +745,51 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
         "hello cri\n/home/user\n"
     );
     assert_eq!(c.sh(&main, "hostname"), "net\n");
+    // The pod's hostname, hosts and resolv.conf files, bound in by CRI.
+    assert_eq!(c.sh(&main, "cat /etc/hostname"), "net\n");
+    let resolv = c.sh(&main, "cat /etc/resolv.conf");
+    for l in [
+        "nameserver 192.0.2.53",
+        "search capsa.test",
+        "options ndots:2",
+    ] {
+        assert!(resolv.lines().any(|x| x == l), "{resolv}");
+    }
+    assert!(c.sh(&main, "cat /etc/hosts").contains("localhost"));
 
     // ExecSync: exit codes and both streams come back.
     let r = c.exec(&main, "echo out; echo oops >&2; exit 3");
     assert_eq!(r.exit_code, 3);
     assert_eq!(string_of(&r.stdout), "out\n");
     assert_eq!(string_of(&r.stderr), "oops\n");
+    // A command that is not there: the runtime's error comes back through
+    // the shim (kubelet reports it for a failed probe).
+    let missing = call!(
+        c,
+        exec_sync,
+        cri::ExecSyncRequest {
+            container_id: main.clone(),
+            cmd: vec!["no-such-probe".into()],
+            timeout: 10,
+        }
+    );
+    match missing {
+        Err(e) => assert!(
+            e.message().contains("executable file not found"),
+            "{}",
+            e.message()
+        ),
+        Ok(r) => assert_ne!(r.exit_code, 0, "{r:?}"),
+    }
+    // Probes run many times: each exec is gone once it returned.
+    for i in 0..15 {
+        assert_eq!(
+            c.sh(&main, &format!("echo probe-{i}")),
+            format!("probe-{i}\n")
+        );
+    }
+    let ps = c.sh(&main, "ps -o pid,args | grep -v 'ps -o\\|grep'");
+    assert_eq!(ps.lines().count(), 3, "{ps}");
     // ...and a timeout ends the call and the process.
     let t = Instant::now();
     let timed_out = call!(
@@ -832,6 +878,23 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
     assert_eq!(s.exit_code, 0);
     assert!(s.finished_at >= s.started_at);
     c.wait_log(&log, "got-term");
+    // kubelet's restart: the same container name, the next attempt.
+    let again = c.start_container(
+        &pod,
+        "main",
+        &["sh", "-c", "echo attempt-1; exit 5"],
+        |cfg| {
+            cfg.metadata.as_mut().unwrap().attempt = 1;
+            cfg.log_path = "main-1.log".into();
+        },
+    );
+    let s = wait_for(20, "the restarted container to exit", || {
+        let s = c.status(&again);
+        (s.state == cri::ContainerState::ContainerExited as i32).then_some(s)
+    });
+    assert_eq!(s.exit_code, 5);
+    c.wait_log(&c.log_path(&pod, "main-1"), "attempt-1");
+
     // A container with a terminal (`kubectl run -t`): its output reaches
     // the log through the pty the runtime handed the shim.
     let tty = c.start_container(
@@ -869,7 +932,7 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     assert_eq!(s.exit_code, 137);
 
-    for id in [&main, &stubborn, &tty] {
+    for id in [&main, &stubborn, &tty, &again] {
         c.remove(id);
         let gone = call!(
             c,
@@ -885,6 +948,7 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
         c.cgroup_of(&pod, &main),
         c.cgroup_of(&pod, &stubborn),
         c.cgroup_of(&pod, &tty),
+        c.cgroup_of(&pod, &again),
         c.cgroup_of(&pod, &pod.id),
     ];
     c.end_pod(&pod);
@@ -1069,6 +1133,9 @@ fn volumes_private_host_to_container_and_bidirectional() {
     let v = |rel: &str| vols.dir.join(rel).display().to_string();
     fs::write(vols.dir.join("ro/file"), "read-only\n").unwrap();
     fs::write(vols.dir.join("private/file"), "private\n").unwrap();
+    // kubelet's terminationMessagePath: a host file bound onto the
+    // container's /dev.
+    fs::write(vols.dir.join("termination-log"), "").unwrap();
     // Bidirectional needs a privileged container (and pod) in Kubernetes.
     let pod = c.run_pod("vols", |p| {
         let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
@@ -1080,6 +1147,12 @@ fn volumes_private_host_to_container_and_bidirectional() {
         (v("h2c"), "/mnt/h2c", PropagationHostToContainer, false),
         (v("bidi"), "/mnt/bidi", PropagationBidirectional, false),
         (v("ro"), "/mnt/ro", PropagationPrivate, true),
+        (
+            v("termination-log"),
+            "/dev/termination-log",
+            PropagationPrivate,
+            false,
+        ),
     ];
     let id = c.start_container(&pod, "c", &["sleep", "1001"], |cfg| {
         let sc = cfg.linux.as_mut().unwrap();
@@ -1131,6 +1204,12 @@ fn volumes_private_host_to_container_and_bidirectional() {
     assert_eq!(
         fs::read_to_string(host_side.join("mark")).unwrap(),
         "from-inside\n"
+    );
+
+    c.sh(&id, "echo last words > /dev/termination-log");
+    assert_eq!(
+        fs::read_to_string(vols.dir.join("termination-log")).unwrap(),
+        "last words\n"
     );
 
     let s = c.status(&id);
@@ -1199,6 +1278,29 @@ fn security_context_users_caps_seccomp_and_paths() {
     let r = c.exec(&user, "unshare -U true");
     assert_ne!(r.exit_code, 0, "unshare passed the default seccomp profile");
 
+    // seccompProfile Localhost: a profile file on the node.
+    let profile = c.dir.join("profile.json");
+    fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .unwrap();
+    let local = c.start_container(&pod, "local", &["sleep", "1004"], |cfg| {
+        secctx(cfg).seccomp = Some(cri::SecurityProfile {
+            profile_type: ProfileType::Localhost as i32,
+            localhost_ref: profile.display().to_string(),
+        });
+    });
+    let r = c.exec(&local, "mkdir /tmp/d");
+    assert_ne!(r.exit_code, 0);
+    assert!(
+        string_of(&r.stderr).contains("Operation not permitted"),
+        "{}",
+        string_of(&r.stderr)
+    );
+    c.sh(&local, "touch /tmp/f && rm /tmp/f");
+
     // Root with NET_ADMIN added and CHOWN dropped, seccomp Unconfined,
     // masked and readonly paths of its own.
     let root = c.start_container(&pod, "root", &["sleep", "1002"], |cfg| {
@@ -1255,7 +1357,7 @@ fn security_context_users_caps_seccomp_and_paths() {
     }
 
     let mut cgroups = vec![c.cgroup_of(&pod, &pod.id)];
-    for id in [&user, &root, &privileged] {
+    for id in [&user, &root, &privileged, &local] {
         cgroups.push(c.cgroup_of(&pod, id));
     }
     c.end_pod(&pod);
