@@ -824,6 +824,11 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
     ));
     assert!(listed.lines().any(|l| l == main), "{listed}");
     assert!(listed.lines().any(|l| l == pod.id), "{listed}");
+    // ...and the shims carry the daemon's address (what the final check
+    // and the clean-up look for).
+    assert!(!pids_with_cmdline(&format!("-address {}", c.address())).is_empty());
+    // The pod's network namespace is a mount (nsfs) while the pod lives.
+    assert!(mounts_under(&netns).contains(&netns), "{}", netns.display());
 
     // ContainerStatus and ContainerStats.
     let s = c.status(&main);
