@@ -54,6 +54,8 @@ struct Cri {
     subnet: String,
     /// The cgroup (in every hierarchy) that holds the pods' cgroups.
     cgroup_root: String,
+    /// Ids of the pods made, for the clean-up of CNI's cache.
+    pods: std::cell::RefCell<Vec<String>>,
     dir: Scratch,
 }
 
@@ -156,6 +158,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             network: name.clone(),
             subnet,
             cgroup_root: name,
+            pods: Default::default(),
             dir,
         };
         wait_for(30, "containerd's CRI plugin to answer", || {
@@ -277,6 +280,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             }
         )
         .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}"));
+        self.pods.borrow_mut().push(resp.pod_sandbox_id.clone());
         Pod {
             id: resp.pod_sandbox_id,
             config,
@@ -514,9 +518,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         for ns in netns {
             assert!(!ns.exists(), "netns {} left", ns.display());
         }
+        for id in self.pods.borrow().iter() {
+            for f in self.cni_cache(id) {
+                assert!(!f.exists(), "CNI cache {} left", f.display());
+            }
+        }
         for cg in cgroups {
             assert!(!cgroup_exists(cg), "cgroup {cg} left");
         }
+    }
+
+    /// libcni's cached results for a pod: its network's and loopback's.
+    fn cni_cache(&self, pod_id: &str) -> [PathBuf; 2] {
+        let cache = Path::new("/var/lib/cni/results");
+        [
+            cache.join(format!("{}-{pod_id}-eth0", self.network)),
+            cache.join(format!("cni-loopback-{pod_id}-lo")),
+        ]
     }
 
     /// The cgroup path CRI gives a container (or sandbox) of `pod` with the
@@ -568,14 +586,16 @@ impl Drop for Cri {
         }
         remove_cgroup(&self.cgroup_root);
         let _ = run_limited(10, "ip", &["link", "del", &self.bridge]);
-        if let Ok(rd) = fs::read_dir("/var/lib/cni/results") {
-            let prefix = format!("{}-", self.network);
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = fs::remove_file(e.path());
-                }
+        // CNI's result cache (libcni's, not configurable through CRI) keeps
+        // an entry per pod and network until the network is torn down.
+        for id in self.pods.borrow().iter() {
+            for f in self.cni_cache(id) {
+                let _ = fs::remove_file(f);
             }
         }
+        // Only if empty: another CNI user may be using it.
+        let _ = fs::remove_dir("/var/lib/cni/results");
+        let _ = fs::remove_dir("/var/lib/cni");
         if std::thread::panicking()
             && let Ok(log) = fs::read_to_string(self.dir.join("containerd.log"))
         {
@@ -827,6 +847,9 @@ fn pod_network_exec_logs_stop_and_nothing_left() {
     // ...and the shims carry the daemon's address (what the final check
     // and the clean-up look for).
     assert!(!pids_with_cmdline(&format!("-address {}", c.address())).is_empty());
+    for f in c.cni_cache(&pod.id) {
+        assert!(f.exists(), "no CNI cache {}", f.display());
+    }
     // The pod's network namespace is a mount (nsfs) while the pod lives.
     assert!(mounts_under(&netns).contains(&netns), "{}", netns.display());
 
