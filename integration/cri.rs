@@ -1413,6 +1413,7 @@ fn resources_limits_update_and_stats() {
             cpu_quota: 50000,
             cpu_shares: 512,
             memory_limit_in_bytes: 64 * mib,
+            memory_swap_limit_in_bytes: 128 * mib,
             // kubelet's for a BestEffort pod's containers.
             oom_score_adj: 1000,
             cpuset_cpus: "0".into(),
@@ -1451,6 +1452,21 @@ fn resources_limits_update_and_stats() {
         }
     };
     assert_eq!(c.sh(&id, CGROUP_LIMITS), want(64 * mib, 50000));
+    // Memory plus swap, where the kernel accounts swap (memory.memsw.* on
+    // cgroup v1, memory.swap.max, swap alone, on v2).
+    let memsw = [
+        (
+            "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+            128 * mib,
+        ),
+        ("/sys/fs/cgroup/memory.swap.max", 64 * mib),
+    ]
+    .into_iter()
+    .find(|(f, _)| c.exec(&id, &format!("test -f {f}")).exit_code == 0);
+    if let Some((f, want)) = memsw {
+        assert_eq!(c.sh(&id, &format!("cat {f}")), format!("{want}\n"));
+    }
+    let memsw = memsw.map(|(f, _)| f).filter(|f| f.contains("memsw"));
 
     // kubectl's in-place resize / kubelet's UpdateContainerResources.
     call!(
@@ -1463,6 +1479,7 @@ fn resources_limits_update_and_stats() {
                 cpu_quota: 20000,
                 cpu_shares: 512,
                 memory_limit_in_bytes: 96 * mib,
+                memory_swap_limit_in_bytes: 192 * mib,
                 ..Default::default()
             }),
             ..Default::default()
@@ -1470,6 +1487,9 @@ fn resources_limits_update_and_stats() {
     )
     .expect("UpdateContainerResources");
     assert_eq!(c.sh(&id, CGROUP_LIMITS), want(96 * mib, 20000));
+    if let Some(f) = &memsw {
+        assert_eq!(c.sh(&id, &format!("cat {f}")), format!("{}\n", 192 * mib));
+    }
 
     // The limit holds: a process that holds more is OOM-killed (where no
     // swap lets it page out instead).
