@@ -477,11 +477,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     }
 
     /// Waits until the log file holds a stdout line with exactly `text`.
+    #[track_caller]
     fn wait_log(&self, path: &Path, text: &str) {
-        wait_for(20, &format!("{text:?} in {}", path.display()), || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
             let log = fs::read_to_string(path).unwrap_or_default();
-            log_lines(&log).iter().any(|l| l == text).then_some(())
-        });
+            if log_lines(&log).iter().any(|l| l == text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line {text:?} in {}:\n{log}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// After every pod is gone: CRI lists nothing, and neither shims,
@@ -1076,7 +1086,14 @@ fn containers_share_the_pods_network_ipc_and_pid_namespaces() {
         let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
         sc.namespace_options = Some(namespaces(Pod, Pod, Pod));
     });
-    let listener = c.start_container(&pod, "listener", &["nc", "-l", "-p", "7777"], |_| {});
+    // nc's stdin never ends (at the end of /dev/null, CRI's stdin, busybox
+    // nc may quit before it read what came in).
+    let listener = c.start_container(
+        &pod,
+        "listener",
+        &["sh", "-c", "sleep 1000 | nc -l -p 7777"],
+        |_| {},
+    );
     let other = c.start_container(&pod, "other", &["sleep", "1002"], |_| {});
     let kinds = ["net", "ipc", "uts", "pid"];
     let a = container_ns(&c, &listener, &kinds);
@@ -1088,6 +1105,22 @@ fn containers_share_the_pods_network_ipc_and_pid_namespaces() {
     let pause = c.sh(&other, "tr '\\0' ' ' < /proc/1/cmdline");
     assert!(pause.starts_with("sh -c trap"), "{pause}");
     assert!(c.sh(&listener, "ps -o args").contains("sleep 1002"));
+    // Each sits in the cgroup CRI named under the pod's parent: the pause
+    // process in the sandbox's, the others in their own.
+    let cg = |pid: &str| {
+        let text = c.sh(&other, &format!("cat /proc/{pid}/cgroup"));
+        text.lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|k| k.split(',').any(|k| k == "pids"))
+            })
+            .or_else(|| text.lines().find(|l| l.starts_with("0::")))
+            .map(|l| l.splitn(3, ':').nth(2).unwrap().to_string())
+            .unwrap_or_else(|| panic!("{text}"))
+    };
+    assert_eq!(cg("1"), c.cgroup_of(&pod, &pod.id));
+    assert_eq!(cg("self"), c.cgroup_of(&pod, &other));
     // The pod's /dev/shm is one.
     c.sh(&listener, "echo shared > /dev/shm/mark");
     assert_eq!(c.sh(&other, "cat /dev/shm/mark"), "shared\n");
