@@ -20,7 +20,7 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -136,15 +136,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             cni = d.join("cni").display(),
         );
         fs::write(d.join("config.toml"), config).unwrap();
-        let log = fs::File::create(d.join("containerd.log")).unwrap();
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
+        let daemon = spawn_logged(
+            Command::new("containerd")
+                .arg("--config")
+                .arg(d.join("config.toml")),
+            &d.join("containerd.log"),
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -324,25 +321,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         cmd: &[&str],
         edit: impl FnOnce(&mut cri::ContainerConfig),
     ) -> String {
-        let id = self.create_container(pod, name, cmd, edit);
-        call!(
-            self,
-            start_container,
-            cri::StartContainerRequest {
-                container_id: id.clone()
-            }
-        )
-        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
-        id
-    }
-
-    fn create_container(
-        &self,
-        pod: &Pod,
-        name: &str,
-        cmd: &[&str],
-        edit: impl FnOnce(&mut cri::ContainerConfig),
-    ) -> String {
         let ns = pod
             .config
             .linux
@@ -370,7 +348,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             ..Default::default()
         };
         edit(&mut config);
-        call!(
+        let id = call!(
             self,
             create_container,
             cri::CreateContainerRequest {
@@ -380,7 +358,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             }
         )
         .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
-        .container_id
+        .container_id;
+        call!(
+            self,
+            start_container,
+            cri::StartContainerRequest {
+                container_id: id.clone()
+            }
+        )
+        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        id
     }
 
     /// ExecSync `sh -c script` (kubelet's probes and `kubectl exec` without
@@ -1026,8 +1013,7 @@ fn host_network_pid_and_ipc_pods() {
         // kubelet sets no hostname for a hostNetwork pod: it keeps the
         // node's (a runtime cannot set one without a UTS namespace).
         p.hostname = String::new();
-        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-        sc.namespace_options = Some(namespaces(Node, Node, Node));
+        pod_secctx(p).namespace_options = Some(namespaces(Node, Node, Node));
     });
     let st = c.pod_status(&pod);
     assert_eq!(st.status.unwrap().network.unwrap_or_default().ip, "");
@@ -1044,32 +1030,42 @@ fn host_network_pid_and_ipc_pods() {
             .replace('\0', " ")
     );
 
-    // Only hostPID: the pod's own network and IPC namespaces.
-    let pod2 = c.run_pod("hostpid", |p| {
-        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-        sc.namespace_options = Some(namespaces(Pod, Node, Pod));
-    });
-    let id2 = c.start_container(&pod2, "c", &["sleep", "1002"], |_| {});
-    let inside = container_ns(&c, &id2, &kinds);
-    assert_ne!(inside[0], host[0], "net");
-    assert_eq!(inside[1], host[1], "pid");
-    assert_ne!(inside[2], host[2], "ipc");
-    assert_ne!(inside[3], host[3], "uts");
-
-    // Only hostIPC, and a PID namespace per container.
-    let pod3 = c.run_pod("hostipc", |p| {
-        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-        sc.namespace_options = Some(namespaces(Pod, Container, Node));
-    });
-    let id3 = c.start_container(&pod3, "c", &["sleep", "1003"], |_| {});
-    let inside = container_ns(&c, &id3, &kinds);
-    assert_ne!(inside[0], host[0], "net");
-    assert_ne!(inside[1], host[1], "pid");
-    assert_eq!(inside[2], host[2], "ipc");
-    assert_eq!(c.sh(&id3, "tr '\\0' ' ' < /proc/1/cmdline"), "sleep 1003 ");
+    // One host namespace at a time: hostPID alone, then hostIPC alone with
+    // a PID namespace per container.
+    let mut pods = vec![(pod, id)];
+    for (name, ns, same) in [
+        (
+            "hostpid",
+            namespaces(Pod, Node, Pod),
+            [false, true, false, false],
+        ),
+        (
+            "hostipc",
+            namespaces(Pod, Container, Node),
+            [false, false, true, false],
+        ),
+    ] {
+        let pod = c.run_pod(name, |p| pod_secctx(p).namespace_options = Some(ns));
+        let id = c.start_container(&pod, "c", &["sleep", "1002"], |_| {});
+        let inside = container_ns(&c, &id, &kinds);
+        for i in 0..4 {
+            assert_eq!(
+                inside[i] == host[i],
+                same[i],
+                "{name}: {} is {}, the host's {}",
+                kinds[i],
+                inside[i],
+                host[i]
+            );
+        }
+        if !same[1] {
+            assert_eq!(c.sh(&id, "tr '\\0' ' ' < /proc/1/cmdline"), "sleep 1002 ");
+        }
+        pods.push((pod, id));
+    }
 
     let mut cgroups = Vec::new();
-    for (pod, id) in [(&pod, &id), (&pod2, &id2), (&pod3, &id3)] {
+    for (pod, id) in &pods {
         cgroups.push(c.cgroup_of(pod, id));
         cgroups.push(c.cgroup_of(pod, &pod.id));
         c.end_pod(pod);
@@ -1083,8 +1079,7 @@ fn containers_share_the_pods_network_ipc_and_pid_namespaces() {
     let c = Cri::start();
     // shareProcessNamespace: true.
     let pod = c.run_pod("shared", |p| {
-        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-        sc.namespace_options = Some(namespaces(Pod, Pod, Pod));
+        pod_secctx(p).namespace_options = Some(namespaces(Pod, Pod, Pod));
     });
     // nc's stdin never ends (at the end of /dev/null, CRI's stdin, busybox
     // nc may quit before it read what came in).
@@ -1199,8 +1194,7 @@ fn volumes_private_host_to_container_and_bidirectional() {
     fs::write(vols.dir.join("termination-log"), "").unwrap();
     // Bidirectional needs a privileged container (and pod) in Kubernetes.
     let pod = c.run_pod("vols", |p| {
-        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-        sc.privileged = true;
+        pod_secctx(p).privileged = true;
     });
     use cri::MountPropagation::*;
     let mounts = [
@@ -1288,6 +1282,11 @@ fn volumes_private_host_to_container_and_bidirectional() {
     c.assert_nothing_left(&cgroups, &[]);
 }
 
+/// The pod's Linux security context (namespaces, privileged).
+fn pod_secctx(p: &mut cri::PodSandboxConfig) -> &mut cri::LinuxSandboxSecurityContext {
+    p.linux.as_mut().unwrap().security_context.as_mut().unwrap()
+}
+
 fn secctx(cfg: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
     cfg.linux
         .as_mut()
@@ -1302,8 +1301,7 @@ fn security_context_users_caps_seccomp_and_paths() {
     use cri::security_profile::ProfileType;
     let c = Cri::start();
     let pod = c.run_pod("sec", |p| {
-        let sc = p.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-        sc.privileged = true;
+        pod_secctx(p).privileged = true;
     });
 
     // runAsUser/runAsGroup/supplementalGroups, readOnlyRootFilesystem,

@@ -219,6 +219,17 @@ pub fn run_in_pty(secs: u32, rows: u16, cols: u16, program: &str, args: &[&str])
     }
 }
 
+/// Starts a daemon with stdin closed and its stdout and stderr in the
+/// file `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> std::process::Child {
+    let f = fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+    cmd.stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
