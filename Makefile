@@ -68,15 +68,22 @@ $(ROOTFS)/bin/busybox: scripts/make-rootfs.sh
 run: release bundle
 	$(CAPSA) --root /run/capsa run --bundle $(BUNDLE) capsa-demo-$$$$
 
-# The real clients the tests under integration/ drive (Debian's packages).
-# Rootless podman needs newuidmap/newgidmap (uidmap) and runs catatonit as
-# the process that keeps its user namespace.
-CLIENTS := containerd ctr containerd-shim-runc-v2 podman conmon dockerd docker script \
+# The real clients the tests under integration/ drive (Debian's packages),
+# CNI's plugins for integration/cri.rs's pods, and protoc, which the CRI
+# client's bindings (the k8s-cri dev-dependency) need to build: .ci/run
+# installs these before clippy builds the tests. Rootless podman needs
+# newuidmap/newgidmap (uidmap) and runs catatonit as the process that keeps
+# its user namespace.
+CLIENTS := containerd ctr containerd-shim-runc-v2 podman conmon dockerd docker script protoc \
            newuidmap newgidmap catatonit
+CNI_PLUGINS := bridge host-local loopback portmap
 integration-deps:
 	@missing=0; for c in $(CLIENTS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
-	  [ $$missing = 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    containerd podman conmon docker.io bsdutils uidmap catatonit; }
+	  for p in $(CNI_PLUGINS); do [ -x /usr/lib/cni/$$p ] || missing=1; done; \
+	  [ $$missing = 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get \
+	    -o DPkg::Lock::Timeout=600 install -y -qq \
+	    containerd podman conmon docker.io bsdutils containernetworking-plugins protobuf-compiler \
+	    uidmap catatonit; }
 
 fault-build:
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)

@@ -52,15 +52,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             sock = d.join("containerd.sock").display(),
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
+        let daemon = spawn_logged(
+            Command::new("containerd")
+                .arg("--config")
+                .arg(d.join("config.toml")),
+            &d.join("containerd.log"),
+        );
         let c = Containerd {
             dir,
             daemon,

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Packs a root filesystem as a one-layer container image archive, offline:
-#   make-image.sh ROOTFS OUT.tar [NAME]     (NAME defaults to busybox:capsa)
+#   make-image.sh ROOTFS OUT.tar [NAME [CMD]]
+# NAME defaults to busybox:capsa, CMD (the image's Cmd, a JSON array) to ["sh"].
 # The archive is an OCI image layout (index.json, oci-layout, blobs/sha256/...)
 # that also carries a docker-save manifest.json, so the same file loads with
 # `ctr images import`, `podman load -i` and docker 20.10's `docker load`.
@@ -9,6 +10,7 @@ set -eu
 rootfs=$1
 out=$2
 name=${3:-busybox:capsa}
+cmd=${4:-'["sh"]'}
 [ -d "$rootfs/bin" ] || { echo "make-image: $rootfs is not a root filesystem (run make bundle)" >&2; exit 1; }
 case $name in
   *:*) repo=${name%:*}; tag=${name##*:} ;;
@@ -42,8 +44,8 @@ tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
 set -- $(add_blob "$work/layer")
 layer=$1 layer_size=$2
 
-printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"capsa scripts/make-image.sh"}]}' \
-  "$arch" "$layer" > "$work/config"
+printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":%s,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"capsa scripts/make-image.sh"}]}' \
+  "$arch" "$cmd" "$layer" > "$work/config"
 set -- $(add_blob "$work/config")
 config=$1 config_size=$2
 

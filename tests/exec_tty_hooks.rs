@@ -119,6 +119,40 @@ fn exec_joins_the_container_and_passes_exit_status() {
     assert_fails_with(&ctx.capsa(&["exec", "nope", "true"]), "does not exist");
 }
 
+/// exec --process applies the process's oomScoreAdj (containerd's shim
+/// passes the container's, which Kubernetes sets per QoS class, to every
+/// probe and `kubectl exec`); without one the process keeps capsa's.
+#[test]
+fn exec_applies_the_process_oom_score_adj() {
+    let ctx = Ctx::new("execoom");
+    let id = ctx.id("c");
+    let mut c = ctx.default_config();
+    c["process"]["args"] = json!(["sleep", "100"]);
+    c["process"]["oomScoreAdj"] = 800.into();
+    ctx.write_config(&c);
+    assert_ok(&ctx.capsa(&["run", "-d", "--bundle", ctx.bundle_str(), &id]));
+    let mine = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    let pj = ctx.dir.join("process.json");
+    let exec_with = |adj: Option<i32>| {
+        let mut p = json!({"args": ["cat", "/proc/self/oom_score_adj"], "env": ["PATH=/bin"],
+            "cwd": "/", "user": {"uid": 0, "gid": 0}});
+        if let Some(a) = adj {
+            p["oomScoreAdj"] = a.into();
+        }
+        std::fs::write(&pj, p.to_string()).unwrap();
+        let out = ctx.capsa(&["exec", "--process", pj.to_str().unwrap(), &id]);
+        assert_ok(&out);
+        stdout(&out)
+    };
+    assert_eq!(exec_with(Some(900)), "900\n");
+    assert_eq!(exec_with(None), mine);
+    // The init got the config's.
+    let out = ctx.capsa(&["exec", &id, "cat", "/proc/1/oom_score_adj"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "800\n");
+    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
+}
+
 /// Accepts one connection on a console socket and returns the fd sent
 /// with SCM_RIGHTS.
 fn receive_console(listener: &UnixListener) -> OwnedFd {

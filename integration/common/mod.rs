@@ -55,32 +55,53 @@ pub fn require(cmd: &str) {
 /// and `docker load` all accept, built once per test binary by
 /// scripts/make-image.sh from the rootfs the Makefile makes.
 pub fn busybox_image() -> &'static Path {
-    IMAGE.get_or_init(|| {
-        let rootfs = manifest_dir().join("bundles/busybox/rootfs");
-        if !rootfs.join("bin/busybox").exists() {
-            let st = Command::new("sh")
-                .arg(manifest_dir().join("scripts/make-rootfs.sh"))
-                .arg(&rootfs)
-                .status()
-                .expect("run make-rootfs.sh");
-            assert!(st.success(), "building the busybox rootfs failed");
-        }
-        // Built under target/tmp, and renamed into place so test binaries
-        // running at the same time never read a half-written archive.
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let tmp = dir.join(format!("busybox-image.{}.tar", std::process::id()));
-        let out = dir.join("busybox-image.tar");
-        let st = Command::new("sh")
-            .arg(manifest_dir().join("scripts/make-image.sh"))
-            .arg(&rootfs)
-            .arg(&tmp)
-            .arg(IMAGE_NAME)
-            .status()
-            .expect("run make-image.sh");
-        assert!(st.success(), "building the busybox image failed");
-        fs::rename(&tmp, &out).expect("rename the image archive");
-        out
+    IMAGE.get_or_init(|| build_image("busybox-image", IMAGE_NAME, r#"["sh"]"#))
+}
+
+/// A Kubernetes sandbox ("pause") image made from the same rootfs: its
+/// command sleeps until SIGTERM or SIGKILL and, as pid 1 of a pod that
+/// shares its PID namespace, reaps the orphans it inherits (the shell's
+/// `wait` collects any child).
+pub fn pause_image() -> &'static Path {
+    static PAUSE: OnceLock<PathBuf> = OnceLock::new();
+    PAUSE.get_or_init(|| {
+        build_image(
+            "pause-image",
+            PAUSE_IMAGE_NAME,
+            r#"["sh","-c","trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]"#,
+        )
     })
+}
+
+/// The name the pause image is loaded under.
+pub const PAUSE_IMAGE_NAME: &str = "pause:capsa";
+
+fn build_image(stem: &str, name: &str, cmd: &str) -> PathBuf {
+    let rootfs = manifest_dir().join("bundles/busybox/rootfs");
+    if !rootfs.join("bin/busybox").exists() {
+        let st = Command::new("sh")
+            .arg(manifest_dir().join("scripts/make-rootfs.sh"))
+            .arg(&rootfs)
+            .status()
+            .expect("run make-rootfs.sh");
+        assert!(st.success(), "building the busybox rootfs failed");
+    }
+    // Built under target/tmp, and renamed into place so test binaries
+    // running at the same time never read a half-written archive.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let tmp = dir.join(format!("{stem}.{}.tar", std::process::id()));
+    let out = dir.join(format!("{stem}.tar"));
+    let st = Command::new("sh")
+        .arg(manifest_dir().join("scripts/make-image.sh"))
+        .arg(&rootfs)
+        .arg(&tmp)
+        .arg(name)
+        .arg(cmd)
+        .status()
+        .expect("run make-image.sh");
+    assert!(st.success(), "building the image {name} failed");
+    fs::rename(&tmp, &out).expect("rename the image archive");
+    out
 }
 
 /// The name the image is loaded under.
@@ -196,6 +217,17 @@ pub fn run_in_pty(secs: u32, rows: u16, cols: u16, program: &str, args: &[&str])
         code: status.code(),
         text: String::from_utf8_lossy(&text).replace('\r', ""),
     }
+}
+
+/// Starts a daemon with stdin closed and its stdout and stderr in the
+/// file `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> std::process::Child {
+    let f = fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+    cmd.stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()))
 }
 
 pub fn stdout(o: &Output) -> String {

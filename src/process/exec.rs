@@ -215,6 +215,9 @@ fn child_setup(
     chan: &sync::Channel,
     seccomp: Option<crate::seccomp::Prepared>,
 ) -> Result<init::Exec> {
+    // Kubernetes gives every exec (probes, kubectl exec) the container's
+    // oom_score_adj; the process would otherwise keep the shim's.
+    init::set_oom_score_adj(process, None, "exec process")?;
     for (t, fd) in nss {
         if *t != LinuxNamespaceType::Pid {
             if !(user_joined && *t == LinuxNamespaceType::User) {

@@ -162,16 +162,7 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         crate::sys::setdomainname(d)
             .ctx(|| format!("config.json: domainname: setdomainname {d:?}"))?;
     }
-    if let Some(adj) = process.oom_score_adj()
-        && let Some(dir) = &proc_self
-    {
-        crate::sys::write_proc_file(
-            dir.as_fd(),
-            Path::new("oom_score_adj"),
-            adj.to_string().as_bytes(),
-        )
-        .ctx(|| format!("config.json: process.oomScoreAdj: write {adj}"))?;
-    }
+    set_oom_score_adj(process, proc_self.as_ref().map(|f| f.as_fd()), "config.json")?;
     drop(proc_self);
     let idmapped = |i: usize| idmapped_mount(&init.chan, i);
     let rootfs = Rootfs {
@@ -700,4 +691,31 @@ fn wait_for_start_and_exec(
     };
     let _ = nix::unistd::write(&conn, msg.as_bytes());
     std::process::exit(127);
+}
+
+/// Applies `process.oomScoreAdj` to the calling process, through
+/// `proc_self`: its procfs directory, opened and checked to be procfs
+/// ([`crate::sys::open_proc_self`]) before any namespace was joined, so a
+/// joined mount namespace's `/proc` never takes the write. When none was
+/// opened, it is opened now (the caller is still in the runtime's mount
+/// namespace). `what` names the file the process came from (config.json,
+/// or exec's --process file).
+pub(crate) fn set_oom_score_adj(
+    process: &Process,
+    proc_self: Option<std::os::fd::BorrowedFd<'_>>,
+    what: &str,
+) -> Result<()> {
+    let Some(adj) = process.oom_score_adj() else {
+        return Ok(());
+    };
+    let opened;
+    let dir = match proc_self {
+        Some(d) => d,
+        None => {
+            opened = crate::sys::open_proc_self().ctx(|| "open /proc/self (is /proc a procfs?)")?;
+            opened.as_fd()
+        }
+    };
+    crate::sys::write_proc_file(dir, Path::new("oom_score_adj"), adj.to_string().as_bytes())
+        .ctx(|| format!("{what}: process.oomScoreAdj: write {adj}"))
 }
