@@ -69,11 +69,16 @@ run: release bundle
 	$(CAPSA) --root /run/capsa run --bundle $(BUNDLE) capsa-demo-$$$$
 
 # The real clients the tests under integration/ drive (Debian's packages).
-CLIENTS := containerd ctr containerd-shim-runc-v2 podman conmon dockerd docker script
+# integration/systemd.rs boots Debian's systemd (with dbus) as PID 1 of a
+# container: the `systemd` package alone does not make it the host's init
+# (that is systemd-sysv), and its scripts only reload a running systemd.
+CLIENTS := containerd ctr containerd-shim-runc-v2 podman conmon dockerd docker script busctl dbus-daemon nsenter
 integration-deps:
 	@missing=0; for c in $(CLIENTS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	  [ -x /lib/systemd/systemd ] || missing=1; \
 	  [ $$missing = 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    containerd podman conmon docker.io bsdutils; }
+	    containerd podman conmon docker.io bsdutils util-linux; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd dbus; }
 
 fault-build:
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)

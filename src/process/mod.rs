@@ -117,8 +117,15 @@ pub fn create(
     // The cgroups exist, with their limits, before the init does: it joins
     // them first thing (see cgroups::join). On failure from here on, the
     // caller removes them (the state records them as planned).
-    let join = prepare_cgroup(cgroup.as_mut())?;
-    let joins = join.is_some();
+    // With the systemd driver the cgroup is a unit systemd makes with the
+    // init in it, once the init exists (see cgroups::systemd::place).
+    let systemd = cgroup.record().unit.is_some();
+    let join = if systemd {
+        None
+    } else {
+        prepare_cgroup(cgroup.as_mut())?
+    };
+    let joins = join.is_some() || systemd;
     crate::fault::point("create:cgroups");
     crate::logging::phase("cgroups");
     let ns_fds = plan.open()?;
@@ -173,8 +180,20 @@ pub fn create(
     drop(ns_fds);
     drop(console_child);
     crate::logging::phase("clone");
+    // The init waits for our go-ahead (sent in finish_create) before it
+    // does anything of the container's.
+    let placed = if systemd {
+        cgroups::systemd::place(
+            cgroup.as_mut(),
+            pid.as_raw(),
+            bundle.spec.annotations().as_ref(),
+        )
+    } else {
+        Ok(())
+    };
     let cg = joins.then(|| cgroup.record().clone());
-    let result = finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
+    let result = placed
+        .and_then(|()| finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st))
         .and_then(|state| {
             let pty_master = match &console_parent {
                 Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),

@@ -1,0 +1,657 @@
+//! The systemd cgroup driver (`--systemd-cgroup`) against a real systemd.
+//!
+//! This host has no systemd as PID 1, so the test boots Debian's systemd as
+//! PID 1 of a container (capsa's own, cgroupfs driver): the rootfs a
+//! read-only bind of the host's `/`, tmpfs on /run, /tmp, /var/log,
+//! /var/lib/systemd and /var/tmp, /sys read-only (so udev and sysctl units
+//! stay off the host) with /sys/fs/cgroup writable, `container=other`, and
+//! `basic.target` as its goal (no services of the host: containerd, docker,
+//! databases). The runtime under test then runs inside it (nsenter into its
+//! mount, PID and cgroup namespaces) with `--systemd-cgroup`, and what it
+//! did is read back through `systemctl show` and the cgroup files.
+//!
+//! `CAPSA_CLIENT_RUNTIME=/usr/sbin/runc` runs the same checks with runc
+//! inside the same systemd.
+//!
+//! On a hybrid host systemd mounts the v1 controllers the host leaves
+//! unmounted as new hierarchies, which outlive it; the guard's drop frees
+//! them again (see [`restore_hierarchies`]), so /proc/cgroups ends as it
+//! began.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// The inner runtime's state root: in the systemd container's /run.
+const INNER_ROOT: &str = "/run/capsa-sdtest";
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Each controller of /proc/cgroups with its hierarchy id.
+fn proc_cgroups() -> Vec<(String, u32)> {
+    fs::read_to_string("/proc/cgroups")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn rmdir_children(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_children(&e.path());
+                let _ = fs::remove_dir(e.path());
+            }
+        }
+    }
+}
+
+/// Frees the v1 hierarchies that appeared since `before` (systemd mounts
+/// every controller the host left unmounted): each is mounted, emptied and
+/// unmounted, then mounted and unmounted once more after a moment, since
+/// the kernel frees an emptied hierarchy only on an unmount that finds no
+/// children.
+fn restore_hierarchies(before: &[(String, u32)], scratch: &Path) {
+    let was: std::collections::HashMap<&str, u32> =
+        before.iter().map(|(c, h)| (c.as_str(), *h)).collect();
+    for round in 0..5 {
+        let mut groups: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+        for (c, h) in proc_cgroups() {
+            if was.get(c.as_str()) == Some(&0) && h != 0 {
+                groups.entry(h).or_default().push(c);
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
+        for (h, ctrls) in groups {
+            let dir = scratch.join(format!("hier-{h}-{round}"));
+            let _ = fs::create_dir_all(&dir);
+            let opts = ctrls.join(",");
+            for pass in 0..2 {
+                let mounted = nix::mount::mount(
+                    Some("cgroup"),
+                    &dir,
+                    Some("cgroup"),
+                    nix::mount::MsFlags::empty(),
+                    Some(opts.as_str()),
+                );
+                if mounted.is_err() {
+                    break;
+                }
+                if pass == 0 {
+                    rmdir_children(&dir);
+                }
+                let _ = nix::mount::umount(&dir);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+    let left: Vec<_> = proc_cgroups()
+        .into_iter()
+        .filter(|(c, h)| was.get(c.as_str()) == Some(&0) && *h != 0)
+        .collect();
+    eprintln!("warning: v1 hierarchies left after systemd: {left:?}");
+}
+
+/// Debian's systemd as PID 1 of a capsa container; everything torn down on
+/// drop (the container, the bind of /, the hierarchies systemd mounted).
+struct Systemd {
+    id: String,
+    state: PathBuf,
+    pid: i32,
+    before: Vec<(String, u32)>,
+    scratch: Scratch,
+}
+
+fn outer_capsa() -> &'static str {
+    env!("CARGO_BIN_EXE_capsa")
+}
+
+impl Systemd {
+    fn boot() -> Systemd {
+        assert!(
+            Path::new("/lib/systemd/systemd").exists()
+                && Path::new("/usr/bin/dbus-daemon").exists(),
+            "systemd and dbus are not installed: run `make integration-deps`"
+        );
+        let before = proc_cgroups();
+        let scratch = Scratch::new("capsa-sd");
+        let mut sd = Systemd {
+            id: unique("capsa-sd"),
+            state: scratch.join("state"),
+            pid: 0,
+            before,
+            scratch,
+        };
+        let root = sd.scratch.join("root");
+        let bundle = sd.scratch.join("bundle");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&bundle).unwrap();
+        // Only the root filesystem, no submounts: the container mounts its own.
+        nix::mount::mount(
+            Some("/"),
+            &root,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .expect("bind / for the systemd container");
+        fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&systemd_config(&root)).unwrap(),
+        )
+        .unwrap();
+        let log = fs::File::create(sd.scratch.join("systemd.log")).unwrap();
+        let st = Command::new(outer_capsa())
+            .arg("--root")
+            .arg(&sd.state)
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg(&sd.id)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .unwrap();
+        assert!(st.success(), "create the systemd container: {}", sd.log());
+        ok(run_limited(
+            20,
+            outer_capsa(),
+            &["--root", sd.state.to_str().unwrap(), "start", &sd.id],
+        ));
+        let state: Value = serde_json::from_str(&ok(run_limited(
+            20,
+            outer_capsa(),
+            &["--root", sd.state.to_str().unwrap(), "state", &sd.id],
+        )))
+        .unwrap();
+        sd.pid = state["pid"].as_i64().unwrap() as i32;
+        // systemd's own bus and the system bus (dbus.socket activates
+        // dbus-daemon on the first call).
+        let ready = (0..300).any(|_| {
+            let o = sd.exec(
+                10,
+                &["busctl", "--system", "status", "org.freedesktop.systemd1"],
+            );
+            if o.status.success() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        });
+        assert!(
+            ready,
+            "systemd did not answer on the system bus: {}",
+            sd.log()
+        );
+        sd
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.scratch.join("systemd.log")).unwrap_or_default()
+    }
+
+    /// A command in the systemd container's mount, PID, cgroup, IPC and UTS
+    /// namespaces.
+    fn command(&self, secs: u32, args: &[&str]) -> Command {
+        let t = self.pid.to_string();
+        let mut all = vec!["-t", &t, "-m", "-p", "-C", "-i", "-u", "--"];
+        all.extend_from_slice(args);
+        command_limited(secs, "nsenter", &all)
+    }
+
+    fn exec(&self, secs: u32, args: &[&str]) -> Output {
+        self.command(secs, args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// The runtime under test inside, with `--systemd-cgroup`; its stdio
+    /// (the container's for create) goes to files, so nothing waits for a
+    /// container to close a pipe.
+    fn runtime(&self, args: &[&str]) -> (bool, String) {
+        let rt = runtime();
+        let mut all = vec![
+            rt.to_str().unwrap(),
+            "--root",
+            INNER_ROOT,
+            "--systemd-cgroup",
+        ];
+        all.extend_from_slice(args);
+        let out = self.scratch.join(&unique("rt-out"));
+        let f = fs::File::create(&out).unwrap();
+        let st = self
+            .command(60, &all)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .status()
+            .unwrap();
+        let text = fs::read_to_string(&out).unwrap_or_default();
+        let _ = fs::remove_file(&out);
+        (st.success(), text)
+    }
+
+    #[track_caller]
+    fn runtime_ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.runtime(args);
+        assert!(ok, "{} {args:?} failed: {text}", runtime_name());
+        text
+    }
+
+    /// `systemctl show -p P,...` as a map.
+    fn show(&self, unit: &str, props: &[&str]) -> std::collections::HashMap<String, String> {
+        let p = props.join(",");
+        let o = self.exec(20, &["systemctl", "show", "-p", &p, unit]);
+        stdout(&o)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A cgroup file as the systemd container sees it.
+    fn cgroup_file(&self, hierarchy: &str, cgroup: &str, file: &str) -> Option<String> {
+        let p = format!("/sys/fs/cgroup/{hierarchy}{cgroup}/{file}");
+        let o = self.exec(10, &["cat", &p]);
+        o.status.success().then(|| stdout(&o).trim().to_string())
+    }
+
+    fn cgroup_dir_exists(&self, hierarchy: &str, cgroup: &str) -> bool {
+        let p = format!("/sys/fs/cgroup/{hierarchy}{cgroup}");
+        self.exec(10, &["test", "-d", &p]).status.success()
+    }
+}
+
+impl Drop for Systemd {
+    fn drop(&mut self) {
+        let state = self.state.to_str().unwrap().to_string();
+        let _ = run_limited(
+            30,
+            outer_capsa(),
+            &["--root", &state, "delete", "--force", &self.id],
+        );
+        unmount_under(&self.scratch.path);
+        restore_hierarchies(&self.before, &self.scratch.path);
+    }
+}
+
+/// The systemd container's config.
+fn systemd_config(root: &Path) -> Value {
+    let caps = json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_NICE",
+        "CAP_MKNOD",
+        "CAP_AUDIT_WRITE",
+        "CAP_SETFCAP",
+        "CAP_BPF",
+        "CAP_PERFMON"
+    ]);
+    let tmpfs = |d: &str| json!({"destination": d, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]});
+    json!({
+        "ociVersion": "1.2.0",
+        "root": {"path": root, "readonly": true},
+        "hostname": "capsa-systemd",
+        "process": {
+            "args": ["/lib/systemd/systemd", "--unit=basic.target", "--log-target=console"],
+            "env": ["container=other", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": false
+        },
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "nodev", "mode=1777"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "rw"]},
+            tmpfs("/run"), tmpfs("/tmp"), tmpfs("/var/log"), tmpfs("/var/lib/systemd"), tmpfs("/var/tmp")
+        ],
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "cgroup"}],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"]
+        }
+    })
+}
+
+/// A bundle for the container under test, where the systemd container sees
+/// it (the host's filesystem, read-only): busybox's rootfs, read-only.
+fn inner_bundle(dir: &Path, cgroups_path: &str, resources: Value, annotations: Value) -> PathBuf {
+    let rootfs = manifest_dir().join("bundles/busybox/rootfs");
+    if !rootfs.join("bin/busybox").exists() {
+        let st = Command::new("sh")
+            .arg(manifest_dir().join("scripts/make-rootfs.sh"))
+            .arg(&rootfs)
+            .status()
+            .unwrap();
+        assert!(st.success(), "building the busybox rootfs failed");
+    }
+    let mut c: Value = serde_json::from_slice(
+        &fs::read(manifest_dir().join("bundles/busybox/config.json")).unwrap(),
+    )
+    .unwrap();
+    c["root"] = json!({"path": rootfs, "readonly": true});
+    c["process"]["args"] = json!(["sleep", "1000"]);
+    c["process"]["terminal"] = json!(false);
+    c["linux"]["cgroupsPath"] = json!(cgroups_path);
+    let mut res = resources;
+    res["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    c["linux"]["resources"] = res;
+    c["annotations"] = annotations;
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&c).unwrap(),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+/// A scratch directory the systemd container can read (the host's /tmp is
+/// a tmpfs of its own there): under the target directory.
+struct Visible(PathBuf);
+
+impl Visible {
+    fn new() -> Visible {
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("sd-bundles"));
+        fs::create_dir_all(&p).unwrap();
+        Visible(p)
+    }
+}
+
+impl Drop for Visible {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Deletes the inner container on drop (also when the test failed).
+struct Inner<'a> {
+    sd: &'a Systemd,
+    id: String,
+}
+
+impl Drop for Inner<'_> {
+    fn drop(&mut self) {
+        let _ = self.sd.runtime(&["delete", "--force", &self.id]);
+    }
+}
+
+fn init_pid(sd: &Systemd, id: &str) -> i32 {
+    let st: Value = serde_json::from_str(&sd.runtime_ok(&["state", id])).unwrap();
+    st["pid"].as_i64().unwrap() as i32
+}
+
+fn status(sd: &Systemd, id: &str) -> String {
+    let (_, text) = sd.runtime(&["state", id]);
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["status"].as_str().map(String::from))
+        .unwrap_or_else(|| "gone".into())
+}
+
+#[test]
+fn scope_units_in_a_real_systemd() {
+    let sd = Systemd::boot();
+    let v2 = sd.exec(5, &["stat", "-fc", "%T", "/sys/fs/cgroup"]);
+    let unified = stdout(&v2).trim() == "cgroup2fs";
+    let dir = Visible::new();
+    let id = unique("sdc");
+    let bundle = inner_bundle(
+        &dir.0.join("b1"),
+        &format!("capsa-sdt.slice:capsa:{id}"),
+        json!({
+            "memory": {"limit": 67108864},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+            "pids": {"limit": 50}
+        }),
+        json!({"org.systemd.property.TimeoutStopSec": "17"}),
+    );
+    let unit = format!("capsa-{id}.scope");
+    let cg = format!("/capsa.slice/capsa-sdt.slice/{unit}");
+    let inner = Inner {
+        sd: &sd,
+        id: id.clone(),
+    };
+    sd.runtime_ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = init_pid(&sd, &id);
+
+    // The unit: in the nested slice, delegated, with the limits as
+    // properties and the annotation's property.
+    let props = [
+        "ActiveState",
+        "Slice",
+        "ControlGroup",
+        "Delegate",
+        "MemoryLimit",
+        "MemoryMax",
+        "CPUShares",
+        "CPUWeight",
+        "CPUQuotaPerSecUSec",
+        "TasksMax",
+        "DevicePolicy",
+        "TimeoutStopUSec",
+    ];
+    let p = sd.show(&unit, &props);
+    eprintln!("{unit}: {p:?}");
+    assert_eq!(p["ActiveState"], "active", "{p:?}\n{}", sd.log());
+    assert_eq!(p["Slice"], "capsa-sdt.slice", "{p:?}");
+    assert_eq!(p["ControlGroup"], cg, "{p:?}");
+    assert_eq!(p["Delegate"], "yes", "{p:?}");
+    assert_eq!(p["TasksMax"], "50", "{p:?}");
+    assert_eq!(p["CPUQuotaPerSecUSec"], "500ms", "{p:?}");
+    assert_eq!(p["DevicePolicy"], "strict", "{p:?}");
+    assert_eq!(p["TimeoutStopUSec"], "17s", "{p:?}");
+    if unified {
+        assert_eq!(p["MemoryMax"], "67108864", "{p:?}");
+    } else {
+        assert_eq!(p["MemoryLimit"], "67108864", "{p:?}");
+        assert_eq!(p["CPUShares"], "512", "{p:?}");
+    }
+
+    // The cgroup files, and the init in the scope in every hierarchy
+    // (systemd's and the ones systemd has no controller for).
+    let (mem, mem_file, pids) = if unified {
+        ("", "memory.max", "")
+    } else {
+        ("memory", "memory.limit_in_bytes", "pids")
+    };
+    assert_eq!(
+        sd.cgroup_file(mem, &cg, mem_file).as_deref(),
+        Some("67108864")
+    );
+    assert_eq!(sd.cgroup_file(pids, &cg, "pids.max").as_deref(), Some("50"));
+    let procs_in = |h: &str| {
+        sd.cgroup_file(h, &cg, "cgroup.procs")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.trim() == pid.to_string())
+    };
+    let hierarchies: Vec<&str> = if unified {
+        vec![""]
+    } else {
+        vec![
+            "systemd", "memory", "pids", "cpu", "devices", "freezer", "cpuset",
+        ]
+    };
+    for h in &hierarchies {
+        assert!(procs_in(h), "init {pid} not in {h}{cg}");
+    }
+
+    sd.runtime_ok(&["start", &id]);
+    assert_eq!(status(&sd, &id), "running");
+
+    // update: the properties and the files.
+    sd.runtime_ok(&["update", "--memory", "134217728", "--pids-limit", "60", &id]);
+    let p = sd.show(&unit, &["MemoryLimit", "MemoryMax", "TasksMax"]);
+    assert_eq!(p["TasksMax"], "60", "{p:?}");
+    assert_eq!(
+        p[if unified { "MemoryMax" } else { "MemoryLimit" }],
+        "134217728",
+        "{p:?}"
+    );
+    assert_eq!(
+        sd.cgroup_file(mem, &cg, mem_file).as_deref(),
+        Some("134217728")
+    );
+    assert_eq!(sd.cgroup_file(pids, &cg, "pids.max").as_deref(), Some("60"));
+
+    // pause / resume through the freezer.
+    sd.runtime_ok(&["pause", &id]);
+    assert_eq!(status(&sd, &id), "paused");
+    if !unified {
+        assert_eq!(
+            sd.cgroup_file("freezer", &cg, "freezer.state").as_deref(),
+            Some("FROZEN")
+        );
+    }
+    sd.runtime_ok(&["resume", &id]);
+    assert_eq!(status(&sd, &id), "running");
+
+    // A second process, then ps and events --stats see both.
+    sd.runtime_ok(&["exec", "-d", &id, "sleep", "999"]);
+    let ps: Vec<i32> =
+        serde_json::from_str(&sd.runtime_ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(ps.contains(&pid) && ps.len() == 2, "{ps:?}");
+    let ev: Value =
+        serde_json::from_str(sd.runtime_ok(&["events", "--stats", &id]).trim()).unwrap();
+    assert_eq!(ev["type"], "stats", "{ev}");
+    assert_eq!(ev["data"]["pids"]["current"], 2, "{ev}");
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 134217728, "{ev}");
+
+    // kill --all, then delete removes the unit and every directory.
+    sd.runtime_ok(&["kill", "--all", &id, "9"]);
+    wait_for(10, "the container to stop", || {
+        (status(&sd, &id) == "stopped").then_some(())
+    });
+    sd.runtime_ok(&["delete", &id]);
+    wait_for(10, "the unit to go", || {
+        let p = sd.show(&unit, &["LoadState"]);
+        (p.get("LoadState").map(String::as_str) == Some("not-found")).then_some(())
+    });
+    for h in &hierarchies {
+        assert!(!sd.cgroup_dir_exists(h, &cg), "{h}{cg} left behind");
+    }
+    drop(inner);
+
+    // A create that fails after the unit was started (the init cannot
+    // make a mount point in the read-only rootfs) leaves no unit, cgroup or state.
+    let id2 = unique("sdf");
+    let bundle2 = inner_bundle(
+        &dir.0.join("b2"),
+        &format!(":capsa:{id2}"),
+        json!({}),
+        json!({}),
+    );
+    let mut c: Value =
+        serde_json::from_slice(&fs::read(bundle2.join("config.json")).unwrap()).unwrap();
+    c["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/capsa-missing", "type": "tmpfs", "source": "tmpfs"}));
+    fs::write(bundle2.join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+    let _inner2 = Inner {
+        sd: &sd,
+        id: id2.clone(),
+    };
+    let (ok2, text) = sd.runtime(&["create", "--bundle", bundle2.to_str().unwrap(), &id2]);
+    assert!(!ok2, "create with a bad mount succeeded: {text}");
+    let unit2 = format!("capsa-{id2}.scope");
+    let p = sd.show(&unit2, &["LoadState"]);
+    assert_eq!(p["LoadState"], "not-found", "{p:?}");
+    let cg2 = format!("/system.slice/{unit2}");
+    for h in &hierarchies {
+        assert!(!sd.cgroup_dir_exists(h, &cg2), "{h}{cg2} left behind");
+    }
+    assert!(
+        !sd.exec(5, &["test", "-e", &format!("{INNER_ROOT}/{id2}")])
+            .status
+            .success(),
+        "state of the failed create left behind"
+    );
+}
+
+/// Without a reachable systemd, `--systemd-cgroup` fails clearly and leaves
+/// nothing: this host has no systemd as PID 1 (when one answers on the
+/// system bus, there is nothing to check).
+#[test]
+fn no_systemd_is_a_clear_error() {
+    if Path::new("/run/systemd/system").exists()
+        || Path::new("/run/dbus/system_bus_socket").exists()
+    {
+        eprintln!("skipped: a system bus is reachable here");
+        return;
+    }
+    let scratch = Scratch::new("capsa-nosd");
+    let id = unique("nosd");
+    let bundle = inner_bundle(
+        &scratch.join("b"),
+        &format!(":capsa:{id}"),
+        json!({"pids": {"limit": 10}}),
+        json!({}),
+    );
+    let root = scratch.join("state");
+    let o = run_limited(
+        30,
+        runtime().to_str().unwrap(),
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--systemd-cgroup",
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &id,
+        ],
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success(), "create without systemd succeeded");
+    if runtime_name() == "capsa" {
+        assert!(err.contains("systemd"), "{err}");
+    }
+    assert!(!root.join(&id).exists(), "state left behind");
+    assert!(pids_with_cmdline(&id).is_empty(), "process left behind");
+    assert!(
+        !cgroup_exists(&format!("system.slice/capsa-{id}.scope")),
+        "cgroup left behind"
+    );
+    let _ = run_limited(
+        10,
+        runtime().to_str().unwrap(),
+        &["--root", root.to_str().unwrap(), "delete", "--force", &id],
+    );
+}
