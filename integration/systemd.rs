@@ -225,13 +225,19 @@ impl Systemd {
     /// (the container's for create) goes to files, so nothing waits for a
     /// container to close a pipe.
     fn runtime(&self, args: &[&str]) -> (bool, String) {
+        self.runtime_with(&["--systemd-cgroup"], args)
+    }
+
+    /// The runtime without the flag, as containerd's clean-up runs delete:
+    /// the driver must come from the container's state.
+    fn runtime_without_flag(&self, args: &[&str]) -> (bool, String) {
+        self.runtime_with(&[], args)
+    }
+
+    fn runtime_with(&self, flags: &[&str], args: &[&str]) -> (bool, String) {
         let rt = runtime();
-        let mut all = vec![
-            rt.to_str().unwrap(),
-            "--root",
-            INNER_ROOT,
-            "--systemd-cgroup",
-        ];
+        let mut all = vec![rt.to_str().unwrap(), "--root", INNER_ROOT];
+        all.extend_from_slice(flags);
         all.extend_from_slice(args);
         let out = self.scratch.join(&unique("rt-out"));
         let f = fs::File::create(&out).unwrap();
@@ -407,7 +413,9 @@ struct Inner<'a> {
 
 impl Drop for Inner<'_> {
     fn drop(&mut self) {
-        let _ = self.sd.runtime(&["delete", "--force", &self.id]);
+        let _ = self
+            .sd
+            .runtime_without_flag(&["delete", "--force", &self.id]);
     }
 }
 
@@ -508,8 +516,40 @@ fn scope_units_in_a_real_systemd() {
             "systemd", "memory", "pids", "cpu", "devices", "freezer", "cpuset",
         ]
     };
+    let proc_cgroup = stdout(&sd.exec(5, &["cat", &format!("/proc/{pid}/cgroup")]));
     for h in &hierarchies {
-        assert!(procs_in(h), "init {pid} not in {h}{cg}");
+        // runc leaves the devices cgroup to systemd, which here keeps the
+        // init in the slice's; capsa makes the scope's.
+        if *h == "devices" && runtime_name() != "capsa" {
+            continue;
+        }
+        assert!(
+            procs_in(h),
+            "init {pid} not in {h}{cg}; its cgroups:\n{proc_cgroup}"
+        );
+    }
+    if !unified {
+        // Whichever devices cgroup holds the init, it denies by default
+        // and allows the default devices.
+        let devcg = proc_cgroup
+            .lines()
+            .find_map(|l| l.split_once(":devices:").map(|(_, p)| p.to_string()))
+            .expect("a devices cgroup");
+        let list = sd
+            .cgroup_file("devices", &devcg, "devices.list")
+            .unwrap_or_default();
+        let restricted =
+            !list.lines().any(|l| l == "a *:* rwm") && list.lines().any(|l| l == "c 1:3 rwm");
+        if runtime_name() == "capsa" {
+            assert!(restricted, "devices.list of {devcg}:\n{list}");
+        } else if !restricted {
+            // Seen with runc 1.1.5 here: the init stays in the slice's
+            // devices cgroup, which allows every device.
+            eprintln!(
+                "NOTE: {}: the container's devices cgroup {devcg} allows: {list}",
+                runtime_name()
+            );
+        }
     }
 
     sd.runtime_ok(&["start", &id]);
@@ -546,7 +586,16 @@ fn scope_units_in_a_real_systemd() {
     sd.runtime_ok(&["exec", "-d", &id, "sleep", "999"]);
     let ps: Vec<i32> =
         serde_json::from_str(&sd.runtime_ok(&["ps", "--format", "json", &id])).unwrap();
-    assert!(ps.contains(&pid) && ps.len() == 2, "{ps:?}");
+    if runtime_name() == "capsa" || ps.contains(&pid) {
+        assert!(ps.contains(&pid) && ps.len() == 2, "{ps:?} (init {pid})");
+    } else {
+        // runc 1.1.5 here: it lists the devices cgroup it recorded (the
+        // scope's, which systemd did not make), where the init is not.
+        eprintln!(
+            "NOTE: {}: ps lists {ps:?}, without the init {pid}",
+            runtime_name()
+        );
+    }
     let ev: Value =
         serde_json::from_str(sd.runtime_ok(&["events", "--stats", &id]).trim()).unwrap();
     assert_eq!(ev["type"], "stats", "{ev}");
@@ -558,7 +607,8 @@ fn scope_units_in_a_real_systemd() {
     wait_for(10, "the container to stop", || {
         (status(&sd, &id) == "stopped").then_some(())
     });
-    sd.runtime_ok(&["delete", &id]);
+    let (deleted, text) = sd.runtime_without_flag(&["delete", &id]);
+    assert!(deleted, "delete: {text}");
     wait_for(10, "the unit to go", || {
         let p = sd.show(&unit, &["LoadState"]);
         (p.get("LoadState").map(String::as_str) == Some("not-found")).then_some(())
