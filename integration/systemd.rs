@@ -727,3 +727,74 @@ fn no_systemd_is_a_clear_error() {
         "cgroup left behind"
     );
 }
+
+/// `create --systemd-cgroup` latency of the runtime under test against
+/// runc's, interleaved in one systemd (not a check: `cargo test --test
+/// systemd -- --ignored --nocapture create_latency`, with
+/// CAPSA_CLIENT_RUNTIME naming the release binary).
+#[test]
+#[ignore]
+fn create_latency() {
+    let sd = Systemd::boot();
+    let dir = Visible::new();
+    let runs: usize = std::env::var("SYSTEMD_LATENCY_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let mut times: Vec<(String, Vec<f64>)> = Vec::new();
+    let runtimes = [runtime(), PathBuf::from("/usr/sbin/runc")];
+    for rt in &runtimes {
+        times.push((rt.display().to_string(), Vec::new()));
+    }
+    for i in 0..runs {
+        for (n, rt) in runtimes.iter().enumerate() {
+            let id = unique("sdlat");
+            let bundle = inner_bundle(
+                &dir.0.join(format!("b{i}-{n}")),
+                &format!(":capsa:{id}"),
+                json!({"memory": {"limit": 67108864}, "pids": {"limit": 50}}),
+                json!({}),
+            );
+            let args = [
+                rt.to_str().unwrap(),
+                "--root",
+                INNER_ROOT,
+                "--systemd-cgroup",
+                "create",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                &id,
+            ];
+            let t = std::time::Instant::now();
+            let st = sd
+                .command(30, &args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            let del = [
+                rt.to_str().unwrap(),
+                "--root",
+                INNER_ROOT,
+                "delete",
+                "--force",
+                &id,
+            ];
+            let _ = sd.command(30, &del).stdin(Stdio::null()).output();
+            assert!(st.success(), "{} create failed", rt.display());
+            times[n].1.push(ms);
+        }
+    }
+    for (name, mut t) in times {
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        eprintln!(
+            "{name}: create --systemd-cgroup median {:.2} ms (min {:.2}, max {:.2}, {} runs, nsenter included)",
+            t[t.len() / 2],
+            t[0],
+            t[t.len() - 1],
+            t.len()
+        );
+    }
+}
