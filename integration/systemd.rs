@@ -798,3 +798,137 @@ fn create_latency() {
         );
     }
 }
+
+/// Kills a process this test spawned (the nsenter wrapper of a daemon).
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// containerd (its runc v2 shim) with `SystemdCgroup` (ctr's
+/// `--runc-systemd-cgroup`) and the runtime under test as its binary, all
+/// inside the booted systemd: run, exec, kill and delete a container whose
+/// cgroup is a scope unit.
+#[test]
+fn containerd_with_systemd_cgroup() {
+    require("containerd");
+    require("ctr");
+    require("containerd-shim-runc-v2");
+    let image = busybox_image().to_str().unwrap().to_string();
+    let sd = Systemd::boot();
+    let dir = Visible::new();
+    let d = "/run/capsa-sdtest-ctd";
+    let sock = format!("{d}/containerd.sock");
+    let config = format!(
+        r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+"#
+    );
+    let cfg = dir.0.join("config.toml");
+    fs::write(&cfg, config).unwrap();
+    let log = dir.0.join("containerd.log");
+    let t = sd.pid.to_string();
+    let _daemon = Spawned(
+        Command::new("nsenter")
+            .args([
+                "-t",
+                &t,
+                "-m",
+                "-p",
+                "-C",
+                "-i",
+                "-u",
+                "--",
+                "containerd",
+                "--config",
+            ])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::create(dir.0.join("containerd.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let ns = unique("sdns");
+    let ctr = |args: &[&str]| {
+        let mut all = vec!["ctr", "-a", &sock, "-n", &ns];
+        all.extend_from_slice(args);
+        sd.exec(60, &all)
+    };
+    wait_for(20, "containerd to answer", || {
+        ctr(&["version"]).status.success().then_some(())
+    });
+    ok(ctr(&["images", "import", &image]));
+    let id = unique("ctd");
+    let rt = runtime().display().to_string();
+    ok(ctr(&[
+        "run",
+        "-d",
+        "--runc-binary",
+        &rt,
+        "--runc-systemd-cgroup",
+        "--cgroup",
+        &format!("capsa-ctd.slice:ctd:{id}"),
+        "--memory-limit",
+        "33554432",
+        "docker.io/library/busybox:capsa",
+        &id,
+        "sleep",
+        "1000",
+    ]));
+    let unit = format!("ctd-{id}.scope");
+    let p = sd.show(&unit, &["ActiveState", "Slice", "MemoryLimit", "MemoryMax"]);
+    eprintln!("{unit}: {p:?}");
+    assert_eq!(p["ActiveState"], "active", "{p:?}");
+    assert_eq!(p["Slice"], "capsa-ctd.slice", "{p:?}");
+    let v2 = stdout(&sd.exec(5, &["stat", "-fc", "%T", "/sys/fs/cgroup"])).trim() == "cgroup2fs";
+    assert_eq!(
+        p[if v2 { "MemoryMax" } else { "MemoryLimit" }],
+        "33554432",
+        "{p:?}"
+    );
+    let o = ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo in-$((40+2))",
+    ]);
+    assert!(stdout(&o).contains("in-42"), "{}{}", stdout(&o), stderr(&o));
+    // containerd reads stats from the cgroup itself.
+    let m = ok(ctr(&["task", "metrics", &id]));
+    assert!(m.contains("memory") || m.contains("pids"), "{m}");
+    ok(ctr(&["task", "kill", "-s", "9", &id]));
+    wait_for(20, "the task to stop", || {
+        stdout(&ctr(&["task", "ls"]))
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("STOPPED"))
+            .then_some(())
+    });
+    ok(ctr(&["task", "delete", &id]));
+    ok(ctr(&["containers", "delete", &id]));
+    wait_for(10, "the unit to go", || {
+        let p = sd.show(&unit, &["LoadState"]);
+        (p.get("LoadState").map(String::as_str) == Some("not-found")).then_some(())
+    });
+    let cg = format!("/capsa.slice/capsa-ctd.slice/{unit}");
+    for h in ["systemd", "memory", "freezer", "devices"] {
+        let h = if v2 { "" } else { h };
+        assert!(!sd.cgroup_dir_exists(h, &cg), "{h}{cg} left behind");
+    }
+}
