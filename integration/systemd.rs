@@ -653,6 +653,42 @@ fn scope_units_in_a_real_systemd() {
             .success(),
         "state of the failed create left behind"
     );
+
+    // A property systemd refuses: StartTransientUnit fails, the error
+    // says why, and nothing is left.
+    let id3 = unique("sdp");
+    let bundle3 = inner_bundle(
+        &dir.0.join("b3"),
+        &format!(":capsa:{id3}"),
+        json!({}),
+        json!({"org.systemd.property.NoSuchPropertyCapsa": "uint64 1"}),
+    );
+    let _inner3 = Inner {
+        sd: &sd,
+        id: id3.clone(),
+    };
+    let (ok3, text) = sd.runtime(&["create", "--bundle", bundle3.to_str().unwrap(), &id3]);
+    assert!(
+        !ok3,
+        "create with an unknown unit property succeeded: {text}"
+    );
+    eprintln!("create with an unknown property: {}", text.trim());
+    if runtime_name() == "capsa" {
+        assert!(text.contains("NoSuchPropertyCapsa"), "{text}");
+    }
+    let unit3 = format!("capsa-{id3}.scope");
+    let p = sd.show(&unit3, &["LoadState"]);
+    assert_eq!(p["LoadState"], "not-found", "{p:?}");
+    let cg3 = format!("/system.slice/{unit3}");
+    for h in &hierarchies {
+        assert!(!sd.cgroup_dir_exists(h, &cg3), "{h}{cg3} left behind");
+    }
+    assert!(
+        !sd.exec(5, &["test", "-e", &format!("{INNER_ROOT}/{id3}")])
+            .status
+            .success(),
+        "state of the failed create left behind"
+    );
 }
 
 /// Without a reachable systemd, `--systemd-cgroup` fails clearly and leaves
