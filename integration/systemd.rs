@@ -76,6 +76,7 @@ fn restore_hierarchies(before: &[(String, u32)], scratch: &Path) {
         if groups.is_empty() {
             return;
         }
+        eprintln!("freeing the v1 hierarchies systemd mounted: {groups:?}");
         for (h, ctrls) in groups {
             let dir = scratch.join(format!("hier-{h}-{round}"));
             let _ = fs::create_dir_all(&dir);
@@ -107,6 +108,10 @@ fn restore_hierarchies(before: &[(String, u32)], scratch: &Path) {
     eprintln!("warning: v1 hierarchies left after systemd: {left:?}");
 }
 
+/// One booted systemd at a time in this test binary: freeing the
+/// hierarchies one systemd mounted would empty another's.
+static ONE_SYSTEMD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Debian's systemd as PID 1 of a capsa container; everything torn down on
 /// drop (the container, the bind of /, the hierarchies systemd mounted).
 struct Systemd {
@@ -115,6 +120,8 @@ struct Systemd {
     pid: i32,
     before: Vec<(String, u32)>,
     scratch: Scratch,
+    /// Released last, after the clean-up.
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
 fn outer_capsa() -> &'static str {
@@ -128,6 +135,7 @@ impl Systemd {
                 && Path::new("/usr/bin/dbus-daemon").exists(),
             "systemd and dbus are not installed: run `make integration-deps`"
         );
+        let one = ONE_SYSTEMD.lock().unwrap_or_else(|e| e.into_inner());
         let before = proc_cgroups();
         let scratch = Scratch::new("capsa-sd");
         let mut sd = Systemd {
@@ -136,6 +144,7 @@ impl Systemd {
             pid: 0,
             before,
             scratch,
+            _one: one,
         };
         let root = sd.scratch.join("root");
         let bundle = sd.scratch.join("bundle");
