@@ -627,8 +627,25 @@ fn scope_units_in_a_real_systemd() {
     }
     drop(inner);
 
-    // A create that fails after the unit was started (the init cannot
-    // make a mount point in the read-only rootfs) leaves no unit, cgroup or state.
+    // A failed create leaves no unit, cgroup or state: `id` in
+    // system.slice, whose create failed with `text`.
+    let nothing_left = |id: &str, text: &str| {
+        let unit = format!("capsa-{id}.scope");
+        let p = sd.show(&unit, &["LoadState"]);
+        assert_eq!(p["LoadState"], "not-found", "{p:?} after: {text}");
+        let cg = format!("/system.slice/{unit}");
+        for h in &hierarchies {
+            assert!(!sd.cgroup_dir_exists(h, &cg), "{h}{cg} left behind");
+        }
+        let state = format!("{INNER_ROOT}/{id}");
+        assert!(
+            !sd.exec(5, &["test", "-e", &state]).status.success(),
+            "state of the failed create left behind"
+        );
+    };
+
+    // Failing after the unit was started: the init cannot make a mount
+    // point in the read-only rootfs.
     let id2 = unique("sdf");
     let bundle2 = inner_bundle(
         &dir.0.join("b2"),
@@ -649,22 +666,10 @@ fn scope_units_in_a_real_systemd() {
     };
     let (ok2, text) = sd.runtime(&["create", "--bundle", bundle2.to_str().unwrap(), &id2]);
     assert!(!ok2, "create with a bad mount succeeded: {text}");
-    let unit2 = format!("capsa-{id2}.scope");
-    let p = sd.show(&unit2, &["LoadState"]);
-    assert_eq!(p["LoadState"], "not-found", "{p:?}");
-    let cg2 = format!("/system.slice/{unit2}");
-    for h in &hierarchies {
-        assert!(!sd.cgroup_dir_exists(h, &cg2), "{h}{cg2} left behind");
-    }
-    assert!(
-        !sd.exec(5, &["test", "-e", &format!("{INNER_ROOT}/{id2}")])
-            .status
-            .success(),
-        "state of the failed create left behind"
-    );
+    nothing_left(&id2, &text);
 
-    // A property systemd refuses: StartTransientUnit fails, the error
-    // says why, and nothing is left.
+    // A property systemd refuses: StartTransientUnit fails and the error
+    // says why.
     let id3 = unique("sdp");
     let bundle3 = inner_bundle(
         &dir.0.join("b3"),
@@ -685,19 +690,7 @@ fn scope_units_in_a_real_systemd() {
     if runtime_name() == "capsa" {
         assert!(text.contains("NoSuchPropertyCapsa"), "{text}");
     }
-    let unit3 = format!("capsa-{id3}.scope");
-    let p = sd.show(&unit3, &["LoadState"]);
-    assert_eq!(p["LoadState"], "not-found", "{p:?}");
-    let cg3 = format!("/system.slice/{unit3}");
-    for h in &hierarchies {
-        assert!(!sd.cgroup_dir_exists(h, &cg3), "{h}{cg3} left behind");
-    }
-    assert!(
-        !sd.exec(5, &["test", "-e", &format!("{INNER_ROOT}/{id3}")])
-            .status
-            .success(),
-        "state of the failed create left behind"
-    );
+    nothing_left(&id3, &text);
 }
 
 /// Without a reachable systemd, `--systemd-cgroup` fails clearly and leaves
