@@ -627,6 +627,43 @@ fn scope_units_in_a_real_systemd() {
     }
     drop(inner);
 
+    // The container as a transient slice of its own (a slice is placed
+    // by its name: capsa-sdt-NAME.slice in capsa-sdt.slice).
+    let name = unique("sl").replace('-', "x");
+    let id4 = unique("sds");
+    let slice = format!("capsa-sdt-{name}.slice");
+    let bundle4 = inner_bundle(
+        &dir.0.join("b4"),
+        &format!("capsa-sdt.slice:x:{slice}"),
+        json!({"pids": {"limit": 40}}),
+        json!({}),
+    );
+    let inner4 = Inner {
+        sd: &sd,
+        id: id4.clone(),
+    };
+    sd.runtime_ok(&["create", "--bundle", bundle4.to_str().unwrap(), &id4]);
+    let pid4 = init_pid(&sd, &id4);
+    let p = sd.show(&slice, &["ActiveState", "ControlGroup", "TasksMax"]);
+    let cg4 = format!("/capsa.slice/capsa-sdt.slice/{slice}");
+    assert_eq!(p["ActiveState"], "active", "{p:?}");
+    assert_eq!(p["ControlGroup"], cg4, "{p:?}");
+    assert_eq!(p["TasksMax"], "40", "{p:?}");
+    let in_slice = sd
+        .cgroup_file(pids, &cg4, "cgroup.procs")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.trim() == pid4.to_string());
+    assert!(in_slice, "init {pid4} not in {cg4}");
+    let (deleted, text) = sd.runtime_without_flag(&["delete", "--force", &id4]);
+    assert!(deleted, "delete: {text}");
+    let p = sd.show(&slice, &["ActiveState"]);
+    assert_ne!(p["ActiveState"], "active", "{p:?}");
+    for h in &hierarchies {
+        assert!(!sd.cgroup_dir_exists(h, &cg4), "{h}{cg4} left behind");
+    }
+    drop(inner4);
+
     // A failed create leaves no unit, cgroup or state: `id` in
     // system.slice, whose create failed with `text`.
     let nothing_left = |id: &str, text: &str| {
