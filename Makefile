@@ -73,17 +73,23 @@ run: release bundle
 # client's bindings (the k8s-cri dev-dependency) need to build: .ci/run
 # installs these before clippy builds the tests. Rootless podman needs
 # newuidmap/newgidmap (uidmap) and runs catatonit as the process that keeps
-# its user namespace.
+# its user namespace. integration/systemd.rs boots Debian's systemd (with
+# dbus) as PID 1 of a container: the `systemd` package alone does not make
+# it the host's init (that is systemd-sysv), and its scripts only reload a
+# running systemd.
 CLIENTS := containerd ctr containerd-shim-runc-v2 podman conmon dockerd docker script protoc \
-           newuidmap newgidmap catatonit
+           newuidmap newgidmap catatonit busctl dbus-daemon nsenter
 CNI_PLUGINS := bridge host-local loopback portmap
 integration-deps:
 	@missing=0; for c in $(CLIENTS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
 	  for p in $(CNI_PLUGINS); do [ -x /usr/lib/cni/$$p ] || missing=1; done; \
+	  [ -x /lib/systemd/systemd ] || missing=1; \
 	  [ $$missing = 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get \
 	    -o DPkg::Lock::Timeout=600 install -y -qq \
 	    containerd podman conmon docker.io bsdutils containernetworking-plugins protobuf-compiler \
-	    uidmap catatonit; }
+	    uidmap catatonit util-linux; \
+	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+	    --no-install-recommends systemd dbus; }
 
 fault-build:
 	$(CARGO) build --features fault-injection --target-dir $(FAULT_TARGET)

@@ -66,9 +66,9 @@ pub fn document() -> serde_json::Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            // systemd: --systemd-cgroup paths are accepted, but capsa does
-            // not talk to systemd; it manages the cgroups itself.
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true},
+            // systemd: --systemd-cgroup makes the cgroup a transient unit of
+            // the system's systemd (a user's instance is not supported).
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": [

@@ -1134,22 +1134,9 @@ fn cgroups_path_absolute_relative_default_and_systemd() {
     assert_ok(&ctx.capsa(&["delete", &id]));
     assert!(!own_base.join(&tag).exists());
 
-    // systemd's slice:prefix:name (a-b.slice nests in a.slice), deleted
-    // without the flag.
-    let sd = format!("capsatest{}", std::process::id());
-    c["linux"]["cgroupsPath"] = format!("{sd}-sub.slice:pfx:name").into();
-    let id = ctx.id("sd");
-    let p = path_of(&ctx, &id, &c, &["--systemd-cgroup"]);
-    assert_eq!(
-        dir(&p, "pids"),
-        Path::new("/sys/fs/cgroup/pids").join(format!("{sd}.slice/{sd}-sub.slice/pfx-name.scope"))
-    );
-    assert_ok(&ctx.capsa(&["delete", "--force", &id]));
-    assert!(
-        !Path::new("/sys/fs/cgroup/pids")
-            .join(format!("{sd}.slice"))
-            .exists()
-    );
+    // systemd's slice:prefix:name: a malformed one is refused before
+    // capsa talks to systemd (the unit itself, in a real systemd, is
+    // integration/systemd.rs's).
     c["linux"]["cgroupsPath"] = "not-a-systemd-path".into();
     ctx.write_config(&c);
     assert_fails_with(

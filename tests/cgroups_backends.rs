@@ -59,6 +59,7 @@ fn record(version: Version, paths: &[(&str, &Path)]) -> Record {
         created: Vec::new(),
         resources: None,
         systemd: false,
+        unit: None,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod mounts;
 pub mod oom;
 pub mod path;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -175,6 +176,11 @@ pub struct Record {
     /// Whether the path came from `--systemd-cgroup`'s `slice:prefix:name`.
     #[serde(default)]
     pub systemd: bool,
+    /// With the systemd driver, the container's unit: what makes `delete`
+    /// (which clients run without `--systemd-cgroup`) stop it and `update`
+    /// set its properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<path::SystemdUnit>,
 }
 
 impl Record {
@@ -250,7 +256,18 @@ pub trait Manager {
 pub fn for_container(spec: &Spec, id: &str, systemd: bool) -> Result<Box<dyn Manager>> {
     let _ = MARK_ID.set(id.to_string());
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let inner = path::inner(cgroups_path.as_ref().and_then(|p| p.to_str()), id, systemd)?;
+    let cgroups_path = cgroups_path.as_ref().and_then(|p| p.to_str());
+    let inner = path::inner(cgroups_path, id, systemd)?;
+    let unit = if systemd {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::msg(
+                "--systemd-cgroup: capsa talks to the system's systemd only, as root (a user's systemd instance is not supported)",
+            ));
+        }
+        Some(path::systemd_unit(cgroups_path.unwrap_or(""), id)?)
+    } else {
+        None
+    };
     let hs = mounts::hierarchies()?;
     let own = mounts::proc_cgroup("self")?;
     let mode = Mode::of(&hs).ok_or_else(|| {
@@ -273,6 +290,7 @@ pub fn for_container(spec: &Spec, id: &str, systemd: bool) -> Result<Box<dyn Man
         created: Vec::new(),
         resources: spec.linux().as_ref().and_then(|l| l.resources().clone()),
         systemd,
+        unit,
     };
     if mode == Mode::Unified {
         let h = mounts::unified(&hs).expect("unified mode has a cgroup2 mount");
@@ -466,6 +484,14 @@ pub fn signal_all(m: &dyn Manager, sig: i32) -> Result<()> {
 /// out, boundedly. A directory that existed before the container is only
 /// removed if it is empty at once.
 pub fn destroy(rec: &Record) -> Result<()> {
+    // The unit first: systemd removes its directories itself. Should none
+    // of the directories exist, no unit was started (or it is gone) and
+    // systemd is not asked.
+    if let Some(unit) = &rec.unit
+        && rec.dirs().iter().any(|d| d.exists())
+    {
+        systemd::stop(unit)?;
+    }
     for dir in rec.dirs() {
         if rec.created.iter().any(|c| c == dir) {
             remove_tree(dir)?;

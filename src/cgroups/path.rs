@@ -64,11 +64,27 @@ fn clean(p: &str) -> PathBuf {
     out
 }
 
-/// systemd's `slice:prefix:name` as a cgroup path: the slice expanded the
-/// way systemd nests slices (`a-b.slice` lives in `a.slice`), then the unit
-/// `prefix-name.scope` (or `name` itself when it is a slice). An empty
-/// string means runc's default, `system.slice:capsa:ID`.
-fn systemd_path(p: &str, id: &str) -> Result<PathBuf> {
+/// The systemd unit a container's cgroup is: its name and the slice it
+/// goes in. A unit that is itself a slice has no `Slice=` of its own: its
+/// parent follows from its name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SystemdUnit {
+    pub name: String,
+    pub slice: String,
+}
+
+impl SystemdUnit {
+    pub fn is_slice(&self) -> bool {
+        self.name.ends_with(".slice")
+    }
+}
+
+/// systemd's `slice:prefix:name` as a unit: `prefix-name.scope` in the
+/// slice (`system.slice` when empty), or `name` itself when it is a slice
+/// (which systemd places by its name: `a-b.slice` in `a.slice`, so a slice
+/// given with another parent is refused). An empty string means runc's
+/// default, `system.slice:capsa:ID`.
+pub fn systemd_unit(p: &str, id: &str) -> Result<SystemdUnit> {
     let (slice, prefix, name) = if p.is_empty() {
         ("", "capsa", id)
     } else {
@@ -80,11 +96,12 @@ fn systemd_path(p: &str, id: &str) -> Result<PathBuf> {
         }
         (parts[0], parts[1], parts[2])
     };
-    let mut path = expand_slice(if slice.is_empty() {
+    let slice = if slice.is_empty() {
         "system.slice"
     } else {
         slice
-    })?;
+    };
+    expand_slice(slice)?;
     if name.is_empty() || name.contains('/') {
         bail!("{FIELD}: invalid unit name {name:?}");
     }
@@ -93,14 +110,41 @@ fn systemd_path(p: &str, id: &str) -> Result<PathBuf> {
     if prefix.contains('/') {
         bail!("{FIELD}: invalid unit prefix {prefix:?}");
     }
-    let unit = if name.ends_with(".slice") {
-        name.to_string()
-    } else if prefix.is_empty() {
+    if name.ends_with(".slice") {
+        let own = expand_slice(name)?;
+        let parent = own.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        if parent != expand_slice(slice)? {
+            bail!(
+                "{FIELD}: systemd places slice {name:?} by its name, not in {slice:?} (give its parent slice, or -.slice)"
+            );
+        }
+        return Ok(SystemdUnit {
+            name: name.to_string(),
+            slice: slice.to_string(),
+        });
+    }
+    let name = if prefix.is_empty() {
         format!("{name}.scope")
     } else {
         format!("{prefix}-{name}.scope")
     };
-    path.push(unit);
+    if name.len() > 255 || name.chars().any(|c| c.is_control() || c == '\\') {
+        bail!("{FIELD}: invalid unit name {name:?}");
+    }
+    Ok(SystemdUnit {
+        name,
+        slice: slice.to_string(),
+    })
+}
+
+/// The cgroup path systemd gives `unit`.
+fn systemd_path(p: &str, id: &str) -> Result<PathBuf> {
+    let unit = systemd_unit(p, id)?;
+    if unit.is_slice() {
+        return expand_slice(&unit.name);
+    }
+    let mut path = expand_slice(&unit.slice)?;
+    path.push(unit.name);
     Ok(path)
 }
 
@@ -176,7 +220,9 @@ mod tests {
         );
         assert_eq!(p(":capsa:abc"), "system.slice/capsa-abc.scope");
         assert_eq!(p("-.slice::abc"), "abc.scope");
-        assert_eq!(p("a.slice:x:b.slice"), "a.slice/b.slice");
+        assert_eq!(p("a.slice:x:a-b.slice"), "a.slice/a-b.slice");
+        assert_eq!(p("-.slice:x:b.slice"), "b.slice");
+        assert_eq!(p(":x:system-b.slice"), "system.slice/system-b.slice");
         assert_eq!(
             match inner(None, "id1", true).unwrap() {
                 Inner::Absolute(p) => p,
@@ -194,6 +240,7 @@ mod tests {
             ":../:.",
             ":p/q:n",
             ":p:../n",
+            "a.slice:x:b.slice",
         ] {
             let e = inner(Some(bad), "id", true).unwrap_err().to_string();
             assert!(

@@ -49,7 +49,11 @@ impl Runtime {
         }
         let rec = own_cgroup_of(&st)?;
         let merged = cgroups::merge_resources(rec.resources.as_ref(), resources)?;
-        cgroups::open(rec).set(&merged, &Fields::update())?;
+        if rec.unit.is_some() {
+            cgroups::systemd::update(rec, &merged)?;
+        } else {
+            cgroups::open(rec).set(&merged, &Fields::update())?;
+        }
         if let Some(rec) = st.cgroup.as_mut() {
             rec.resources = Some(merged);
         }

@@ -135,11 +135,14 @@ pub fn create(
     // The cgroups exist, with their limits, before the init does: it joins
     // them first thing (see cgroups::join). On failure from here on, the
     // caller removes them (the state records them as planned).
+    // With the systemd driver the cgroup is a unit systemd makes with the
+    // init in it, once the init exists (see cgroups::systemd::place).
+    let systemd = cgroup.as_ref().is_some_and(|c| c.record().unit.is_some());
     let join = match cgroup.as_mut() {
-        Some(c) => prepare_cgroup(c.as_mut())?,
-        None => None,
+        Some(c) if !systemd => prepare_cgroup(c.as_mut())?,
+        _ => None,
     };
-    let joins = join.is_some();
+    let joins = join.is_some() || systemd;
     crate::fault::point("create:cgroups");
     crate::logging::phase("cgroups");
     let ns_fds = plan.open()?;
@@ -200,13 +203,24 @@ pub fn create(
     drop(ns_fds);
     drop(console_child);
     crate::logging::phase("clone");
+    // The init waits for our go-ahead (sent in finish_create) before it
+    // does anything of the container's.
+    let placed = match cgroup.as_mut() {
+        Some(c) if systemd => cgroups::systemd::place(
+            c.as_mut(),
+            pid.as_raw(),
+            bundle.spec.annotations().as_ref(),
+        ),
+        _ => Ok(()),
+    };
     let cg = cgroup
         .as_ref()
         .filter(|_| joins)
         .map(|c| c.record().clone());
     // linux.netDevices move while the init waits for its first message.
     let mut netns = None;
-    let result = crate::netdev::attach(&bundle.spec, pid.as_raw())
+    let result = placed
+        .and_then(|()| crate::netdev::attach(&bundle.spec, pid.as_raw()))
         .and_then(|ns| {
             netns = ns;
             finish_create(bundle, locked, opts, pid, &parent, cg.as_ref(), &plan, st)
