@@ -537,6 +537,24 @@ pub fn kill_and_destroy(rec: &Record, strays: bool) -> Result<()> {
     destroy(rec)
 }
 
+/// With the systemd driver, the container's own directories that systemd
+/// made for its unit (at capsa's request, named for this container) count
+/// as made by create: marked as capsa's and recorded, so that later
+/// commands trust them as they trust the ones capsa makes itself.
+fn adopt_unit_dirs(rec: &mut Record) -> Result<()> {
+    if rec.unit.is_none() {
+        return Ok(());
+    }
+    let own: Vec<PathBuf> = rec.dirs().iter().map(|d| d.to_path_buf()).collect();
+    for d in own {
+        if !rec.created.contains(&d) {
+            mark(&d)?;
+            rec.created.push(d);
+        }
+    }
+    Ok(())
+}
+
 /// Whether every directory of the container is one `create` made, so
 /// that whatever runs in them is the container's.
 pub fn all_made_by_create(rec: &Record) -> bool {

@@ -507,7 +507,7 @@ impl Manager for V1 {
             }
             done.push(dir);
         }
-        Ok(())
+        super::adopt_unit_dirs(&mut self.rec)
     }
 
     fn set(&self, r: &LinuxResources, f: &Fields) -> Result<()> {

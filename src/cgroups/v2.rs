@@ -329,6 +329,7 @@ impl Manager for V2 {
     fn create(&mut self) -> Result<()> {
         let dir = self.dir().to_path_buf();
         super::mkdir_all(&dir, &mut self.rec.created, &mut |_| Ok(()))?;
+        super::adopt_unit_dirs(&mut self.rec)?;
         self.enable_controllers();
         Ok(())
     }

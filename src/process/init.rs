@@ -162,7 +162,11 @@ fn setup(init: &Init<'_>) -> Result<Exec> {
         crate::sys::setdomainname(d)
             .ctx(|| format!("config.json: domainname: setdomainname {d:?}"))?;
     }
-    set_oom_score_adj(process, proc_self.as_ref().map(|f| f.as_fd()), "config.json")?;
+    set_oom_score_adj(
+        process,
+        proc_self.as_ref().map(|f| f.as_fd()),
+        "config.json",
+    )?;
     drop(proc_self);
     let idmapped = |i: usize| idmapped_mount(&init.chan, i);
     let rootfs = Rootfs {

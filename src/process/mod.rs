@@ -206,11 +206,9 @@ pub fn create(
     // The init waits for our go-ahead (sent in finish_create) before it
     // does anything of the container's.
     let placed = match cgroup.as_mut() {
-        Some(c) if systemd => cgroups::systemd::place(
-            c.as_mut(),
-            pid.as_raw(),
-            bundle.spec.annotations().as_ref(),
-        ),
+        Some(c) if systemd => {
+            cgroups::systemd::place(c.as_mut(), pid.as_raw(), bundle.spec.annotations().as_ref())
+        }
         _ => Ok(()),
     };
     let cg = cgroup
