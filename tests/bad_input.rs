@@ -14,12 +14,9 @@ fn assert_nothing_left(ctx: &Ctx, id: &str) {
         "state left: {:?}",
         ctx.state_entries()
     );
-    let procs: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(id) && c.contains("capsa"))
+    let procs: Vec<String> = processes_mentioning(id)
+        .into_iter()
+        .filter(|c| c.contains("capsa"))
         .collect();
     assert!(procs.is_empty(), "processes left: {procs:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

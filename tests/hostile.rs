@@ -80,13 +80,7 @@ fn assert_nothing_left(ctx: &Ctx, id: &str) {
         .collect();
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
     assert!(cgroups_named(id).is_empty(), "{:?}", cgroups_named(id));
-    let procs: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(id))
-        .collect();
+    let procs = processes_mentioning(id);
     assert!(procs.is_empty(), "processes left: {procs:?}");
 }
 

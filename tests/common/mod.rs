@@ -282,3 +282,17 @@ pub fn status_field(text: &str, field: &str) -> String {
 pub fn pid_exists(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// The command lines of host processes that mention `needle` (a
+/// container id): after a failed `create` there must be none.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .filter(|c| c.contains(needle))
+                .collect()
+        })
+        .unwrap_or_default()
+}
